@@ -1,0 +1,249 @@
+"""DQN (Mnih et al. 2015) with optional double Q, dueling head, n-step returns and PER.
+
+The Actor acts ε-greedily on a batch of environments and writes every step to replay. The
+Learner samples replay, takes one Adam step on the Huber TD loss, refreshes priorities, and
+copies the online network into the target network every `target_update_period` updates.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+
+import value_learning
+from errors import ConfigError
+from checkpoint import load_module_state, numpy_rng_state, restore_numpy_rng
+from greedy_actors import epsilon_greedy_actions
+from networks.value import q_network_for
+from replay import TransitionReplay
+from schedules import LinearSchedule
+
+
+@dataclasses.dataclass(frozen=True)
+class DqnConfig:
+    """DQN hyperparameters. Defaults: Nature DQN, with Adam and Huber (see README)."""
+
+    discount: float = 0.99
+    n_step: int = 1
+    batch_size: int = 32
+    replay_capacity: int = 1_000_000
+    min_replay_size: int = 50_000
+    agent_steps_per_update: int = 4
+    target_update_period: int = 10_000  # In learner updates, as Nature's C.
+    learning_rate: float = 1e-4
+    adam_eps: float = 1.5e-4
+    max_grad_norm: float = 10.0
+    huber_delta: float = 1.0
+    exploration_start: float = 1.0
+    exploration_end: float = 0.1
+    exploration_steps: int = 250_000  # Agent steps: 1M frames at frame skip 4.
+    double_q: bool = False
+    dueling: bool = False
+    prioritized: bool = False
+    priority_exponent: float = 0.6
+    importance_sampling_start: float = 0.4
+    importance_sampling_end: float = 1.0
+    priority_epsilon: float = 1e-6
+
+    def __post_init__(self) -> None:
+        positive = ("n_step", "batch_size", "replay_capacity", "agent_steps_per_update")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ConfigError(f"discount must be in [0, 1], got {self.discount}")
+        if self.min_replay_size < self.batch_size:
+            raise ConfigError(
+                f"min_replay_size ({self.min_replay_size}) must be at least batch_size "
+                f"({self.batch_size})"
+            )
+        if self.min_replay_size > self.replay_capacity:
+            raise ConfigError(
+                f"min_replay_size ({self.min_replay_size}) exceeds replay_capacity "
+                f"({self.replay_capacity})"
+            )
+
+    def epsilon_schedule(self) -> LinearSchedule:
+        return LinearSchedule(
+            self.exploration_start, self.exploration_end, self.exploration_steps
+        )
+
+
+def make_replay(
+    config: DqnConfig,
+    num_envs: int,
+    observation_shape: tuple[int, ...],
+    observation_dtype: np.dtype,
+    seed: int,
+) -> TransitionReplay:
+    """Replay storing one frame per step: images are compressed, vectors stored raw."""
+    is_image = len(observation_shape) == 3
+    return TransitionReplay(
+        capacity=config.replay_capacity,
+        num_streams=num_envs,
+        observation_shape=observation_shape[1:] if is_image else observation_shape,
+        observation_dtype=observation_dtype,
+        frame_stack=observation_shape[0] if is_image else 1,
+        n_step=config.n_step,
+        discount=config.discount,
+        compress=is_image,
+        prioritized=config.prioritized,
+        priority_exponent=config.priority_exponent,
+        seed=seed,
+    )
+
+
+class Actor:
+    """ε-greedy on a linear schedule over agent steps; writes each step to replay."""
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        replay: TransitionReplay,
+        config: DqnConfig,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        self.network = network
+        self.replay = replay
+        self.epsilon_schedule = config.epsilon_schedule()
+        self.device = device
+        self.rng = np.random.default_rng(seed)
+        self.agent_steps = 0
+
+    def reset(self) -> None:
+        """DQN keeps no per-episode state; replay sees episode starts through `first`."""
+
+    @property
+    def epsilon(self) -> float:
+        return self.epsilon_schedule(self.agent_steps)
+
+    @torch.no_grad()
+    def step(self, timestep) -> np.ndarray:
+        observation = torch.as_tensor(timestep.observation, device=self.device)
+        actions = epsilon_greedy_actions(self.network(observation), self.epsilon, self.rng)
+        self.replay.add(
+            timestep.observation,
+            timestep.reward,
+            timestep.discount,
+            timestep.first,
+            timestep.last,
+            actions,
+        )
+        self.agent_steps += len(actions)
+        return actions
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"agent_steps": self.agent_steps, "rng": numpy_rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agent_steps = int(state["agent_steps"])
+        restore_numpy_rng(self.rng, state["rng"])
+
+
+class Learner:
+    """One gradient step per `step()` on a replay minibatch."""
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        replay: TransitionReplay,
+        config: DqnConfig,
+        device: torch.device,
+        total_updates: int,
+    ) -> None:
+        self.network = network
+        self.target_network = copy.deepcopy(network).requires_grad_(False)
+        self.replay = replay
+        self.config = config
+        self.device = device
+        self.optimizer = torch.optim.Adam(
+            network.parameters(), lr=config.learning_rate, eps=config.adam_eps
+        )
+        self.importance_sampling = LinearSchedule(
+            config.importance_sampling_start, config.importance_sampling_end, total_updates
+        )
+        self.num_updates = 0
+
+    def ready(self) -> bool:
+        return self.replay.size >= self.config.min_replay_size
+
+    def step(self) -> dict[str, float]:
+        beta = self.importance_sampling(self.num_updates) if self.config.prioritized else 0.0
+        batch, slots, weights = self.replay.sample(self.config.batch_size, beta)
+        td_errors, q_tm1 = self._td_errors(batch)
+        weights_t = torch.as_tensor(weights, device=self.device)
+        loss = (weights_t * value_learning.huber_loss(td_errors, self.config.huber_delta)).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.network.parameters(), self.config.max_grad_norm
+        )
+        self.optimizer.step()
+        if self.config.prioritized:
+            priorities = td_errors.detach().abs().cpu().numpy() + self.config.priority_epsilon
+            self.replay.update_priorities(slots, priorities)
+        self.num_updates += 1
+        if self.num_updates % self.config.target_update_period == 0:
+            self.target_network.load_state_dict(self.network.state_dict())
+        return {
+            "loss": loss.item(),
+            "q_value": q_tm1.mean().item(),
+            "td_error_abs": td_errors.abs().mean().item(),
+            "grad_norm": grad_norm.item(),
+        }
+
+    def _td_errors(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(x, device=self.device)
+
+        s_tm1, s_t = tensor(batch.s_tm1), tensor(batch.s_t)
+        a_tm1, r_t, discount_t = tensor(batch.a_tm1), tensor(batch.r_t), tensor(batch.discount_t)
+        q_tm1 = self.network(s_tm1)
+        with torch.no_grad():
+            target_q_t = self.target_network(s_t)
+        if self.config.double_q:
+            with torch.no_grad():
+                online_q_t = self.network(s_t)
+            td = value_learning.double_q_learning(
+                q_tm1, a_tm1, r_t, discount_t, target_q_t, online_q_t
+            )
+        else:
+            td = value_learning.q_learning(q_tm1, a_tm1, r_t, discount_t, target_q_t)
+        return td, q_tm1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "network": self.network.state_dict(),
+            "target_network": self.target_network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_module_state(self.network, state["network"], "network")
+        load_module_state(self.target_network, state["target_network"], "target network")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.num_updates = int(state["num_updates"])
+
+
+def build_agent(
+    config: DqnConfig,
+    observation_shape: tuple[int, ...],
+    observation_dtype: np.dtype,
+    num_actions: int,
+    num_envs: int,
+    seed: int,
+    device: torch.device,
+    total_updates: int,
+) -> tuple[Actor, Learner]:
+    """The network, replay, actor and learner of one DQN agent, sharing the online network."""
+    network = q_network_for(observation_shape, num_actions, config.dueling).to(device)
+    replay = make_replay(config, num_envs, observation_shape, observation_dtype, seed)
+    actor = Actor(network, replay, config, seed, device)
+    learner = Learner(network, replay, config, device, total_updates)
+    return actor, learner

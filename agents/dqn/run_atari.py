@@ -1,0 +1,113 @@
+"""Trains DQN on an Atari game.
+
+    python -m agents.dqn.run_atari --environment_name=Pong
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import logging
+
+import checkpoint
+import gym_env
+from agents.dqn.agent import DqnConfig, build_agent
+from experiment import (
+    RunCheckpointer,
+    RunConfig,
+    config_from_flags,
+    define_config_flags,
+    define_run_flags,
+    run_cli,
+    seed_everything,
+)
+from greedy_actors import EpsilonGreedyActor
+from main_loop import IterationSchedule, run_single_thread_training
+from tracker import MetricsWriter
+
+define_run_flags()
+define_config_flags(DqnConfig)
+
+
+def main() -> None:
+    run = RunConfig.from_flags("dqn")
+    config: DqnConfig = config_from_flags(DqnConfig)
+    seed_everything(run.seed)
+    train_env = gym_env.create_atari_environment(run.atari, run.num_envs, run.seed)
+    eval_env = gym_env.create_atari_environment(run.eval_atari, 1, run.seed + 1_000_003)
+    total_updates = run.num_iterations * run.num_train_steps // config.agent_steps_per_update
+    actor, learner = build_agent(
+        config,
+        train_env.observation_shape,
+        train_env.observation_dtype,
+        train_env.num_actions,
+        run.num_envs,
+        run.seed,
+        run.device,
+        total_updates,
+    )
+    eval_actor = EpsilonGreedyActor(learner.network, run.eval_epsilon, run.seed + 1, run.device)
+    metadata = {
+        "agent": "dqn",
+        "environment_name": run.environment_name,
+        "num_actions": train_env.num_actions,
+        "observation_shape": list(train_env.observation_shape),
+    }
+    checkpointer = RunCheckpointer(run.run_dir, metadata, run.resume)
+    start_iteration, start_step = 0, 0
+    state = checkpointer.load_latest()
+    if state is not None:
+        start_iteration, start_step = restore(state, actor, learner, checkpointer, run)
+
+    def save(iteration: int, total_steps: int) -> None:
+        state = checkpoint_state(iteration, total_steps, config, actor, learner)
+        state["atari"] = dataclasses.asdict(run.atari)
+        checkpointer.save(iteration, state)
+        if run.save_replay:
+            checkpointer.save_replay(learner.replay.state_dict())
+
+    writer = MetricsWriter(run.results_csv_path, run.tensorboard_dir, start_iteration, start_step)
+    logging.info("DQN on %s, %s, device %s", run.environment_name, config, run.device)
+    try:
+        run_single_thread_training(
+            schedule=IterationSchedule(run.num_iterations, run.num_train_steps, run.num_eval_steps),
+            actor=actor,
+            learner=learner,
+            agent_steps_per_update=config.agent_steps_per_update,
+            train_env=train_env,
+            eval_env=eval_env,
+            eval_actor=eval_actor,
+            save_checkpoint=save,
+            writer=writer,
+            start_iteration=start_iteration,
+            start_step=start_step,
+        )
+    finally:
+        writer.close()
+        train_env.close()
+        eval_env.close()
+
+
+def checkpoint_state(iteration, total_steps, config, actor, learner) -> dict:
+    return {
+        "iteration": iteration,
+        "total_steps": total_steps,
+        "config": dataclasses.asdict(config),
+        "actor": actor.state_dict(),
+        "learner": learner.state_dict(),
+        "torch_rng": checkpoint.torch_rng_state(),
+    }
+
+
+def restore(state, actor, learner, checkpointer: RunCheckpointer, run: RunConfig) -> tuple[int, int]:
+    actor.load_state_dict(state["actor"])
+    learner.load_state_dict(state["learner"])
+    checkpoint.restore_torch_rng(state["torch_rng"])
+    if run.save_replay and (replay_state := checkpointer.load_replay()) is not None:
+        learner.replay.load_state_dict(replay_state)
+        logging.info("Restored replay with %d transitions", learner.replay.size)
+    return int(state["iteration"]), int(state["total_steps"])
+
+
+if __name__ == "__main__":
+    run_cli(main)

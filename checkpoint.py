@@ -1,0 +1,141 @@
+"""Atomic, safely loadable checkpoints.
+
+A checkpoint is a plain dict of tensors, numbers, strings and nested dicts/lists, written with
+`torch.save` to a temp file that is then renamed over the target (a crash never leaves a torn
+file), and read back with `torch.load(weights_only=True)` so loading never unpickles code.
+Every checkpoint carries a `metadata` dict naming the agent, the game and the shapes; loading
+compares it with what the caller expects and raises `CheckpointError` with one line otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from errors import UserError
+
+FORMAT_VERSION = 1
+_ITERATION_FILE = re.compile(r"^iteration_(\d+)\.ckpt$")
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint is missing, corrupt, or belongs to another agent, game or shape."""
+
+
+def atomic_write(path: pathlib.Path, write_fn) -> None:
+    """Calls write_fn(temp_path) then renames the temp file to `path`, in the same directory."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(temp_name)
+        with open(temp_name, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        pathlib.Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def save(path: pathlib.Path, state: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+    """Atomically writes `state` with `metadata` (agent, game, shapes...) to `path`."""
+    payload = {"metadata": {**metadata, "format_version": FORMAT_VERSION}, "state": state}
+    atomic_write(path, lambda temp: torch.save(payload, temp))
+
+
+def load(path: pathlib.Path, expected_metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Loads the state saved at `path`, checking each key of `expected_metadata` matches."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({reason})") from None
+    if not isinstance(payload, dict) or "metadata" not in payload or "state" not in payload:
+        raise CheckpointError(f"checkpoint {path} is not a checkpoint of this library")
+    check_metadata(path, payload["metadata"], expected_metadata)
+    return payload["state"]
+
+
+def check_metadata(
+    path: pathlib.Path, found: Mapping[str, Any], expected: Mapping[str, Any]
+) -> None:
+    if found.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {found.get('format_version')}, "
+            f"expected {FORMAT_VERSION}"
+        )
+    for key, value in expected.items():
+        if _normalise(found.get(key)) != _normalise(value):
+            raise CheckpointError(
+                f"checkpoint {path} is for {key}={found.get(key)!r}, not {value!r}"
+            )
+
+
+def _normalise(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def iteration_path(directory: pathlib.Path, iteration: int) -> pathlib.Path:
+    return pathlib.Path(directory) / f"iteration_{iteration:04d}.ckpt"
+
+
+def latest_path(directory: pathlib.Path) -> pathlib.Path | None:
+    """The checkpoint with the highest iteration number in `directory`, or None."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return None
+    found = [
+        (int(m.group(1)), p) for p in directory.iterdir() if (m := _ITERATION_FILE.match(p.name))
+    ]
+    return max(found)[1] if found else None
+
+
+def run_directory(root: pathlib.Path, agent: str, environment_name: str) -> pathlib.Path:
+    """Where one agent's checkpoints for one game live: <root>/<agent>/<game>/."""
+    return pathlib.Path(root) / agent / environment_name
+
+
+def load_module_state(module: torch.nn.Module, state: Mapping[str, Any], what: str) -> None:
+    """load_state_dict that turns a shape or key mismatch into a one-line CheckpointError."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(f"checkpoint {what} does not fit this network: {detail}") from None
+
+
+# --- RNG states as weights_only-loadable values --------------------------------------------------
+
+
+def numpy_rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """A numpy Generator's state as nested plain dicts (ints and strings only)."""
+    return rng.bit_generator.state
+
+
+def restore_numpy_rng(rng: np.random.Generator, state: Mapping[str, Any]) -> None:
+    rng.bit_generator.state = dict(state)
+
+
+def torch_rng_state() -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_torch_rng(state: Mapping[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))

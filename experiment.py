@@ -1,0 +1,245 @@
+"""What every training and evaluation script shares: common flags, the run configuration,
+checkpoint bookkeeping, and the CLI wrapper that turns bad input into a one-line error."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from absl import flags, logging
+
+import checkpoint
+import gym_env
+from errors import ConfigError, UserError
+
+FLAGS = flags.FLAGS
+
+
+def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
+    """Flags shared by every agent's run_atari.py. `agent_defaults` overrides defaults."""
+    d = {
+        "environment_name": "Pong",
+        "num_iterations": 10,
+        "num_train_steps": 1_000_000,
+        "num_eval_steps": 100_000,
+        "num_envs": 1,
+        "eval_epsilon": 0.05,
+        "max_eval_episode_frames": 108_000,
+        "sticky_action_probability": 0.0,
+        "full_action_space": False,
+        "clip_rewards": True,
+        "terminal_on_life_loss": False,
+        **(agent_defaults or {}),
+    }
+    flags.DEFINE_string("environment_name", d["environment_name"], "Atari game, e.g. Pong.")
+    flags.DEFINE_integer("num_iterations", d["num_iterations"], "Training iterations.", 1)
+    flags.DEFINE_integer("num_train_steps", d["num_train_steps"], "Agent steps per iteration.", 1)
+    flags.DEFINE_integer("num_eval_steps", d["num_eval_steps"], "Evaluation agent steps.", 0)
+    flags.DEFINE_integer("num_envs", d["num_envs"], "Environments stepped together.", 1)
+    flags.DEFINE_integer("seed", 1, "Seed of every random number generator.")
+    flags.DEFINE_float("eval_epsilon", d["eval_epsilon"], "ε of the evaluation actor.", 0, 1)
+    flags.DEFINE_integer(
+        "max_eval_episode_frames", d["max_eval_episode_frames"], "Evaluation episode cap.", 1
+    )
+    flags.DEFINE_float(
+        "sticky_action_probability", d["sticky_action_probability"], "ALE sticky actions.", 0, 1
+    )
+    flags.DEFINE_bool("full_action_space", d["full_action_space"], "Use all 18 actions.")
+    flags.DEFINE_bool("clip_rewards", d["clip_rewards"], "Clip rewards to [-1, 1] for learning.")
+    flags.DEFINE_bool(
+        "terminal_on_life_loss", d["terminal_on_life_loss"], "Life loss ends bootstrapping."
+    )
+    flags.DEFINE_string("checkpoint_dir", "./checkpoints", "Root of checkpoints.")
+    flags.DEFINE_string("results_csv_path", None, "CSV of per-iteration results (default: in run dir).")
+    flags.DEFINE_string("tensorboard_dir", "./runs", "TensorBoard root ('' disables).")
+    flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint of this run.")
+    flags.DEFINE_bool("save_replay", False, "Also checkpoint replay, so --resume restores it.")
+    flags.DEFINE_string("device", "auto", "Learner device: auto, cpu or cuda.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The agent-independent part of a training run, built once from the flags."""
+
+    agent: str
+    environment_name: str
+    num_iterations: int
+    num_train_steps: int
+    num_eval_steps: int
+    num_envs: int
+    seed: int
+    eval_epsilon: float
+    atari: gym_env.AtariConfig
+    eval_atari: gym_env.AtariConfig
+    checkpoint_root: pathlib.Path
+    results_csv_path: pathlib.Path
+    tensorboard_dir: pathlib.Path | None
+    resume: bool
+    save_replay: bool
+    device: torch.device
+
+    @classmethod
+    def from_flags(cls, agent: str, **atari_overrides: Any) -> RunConfig:
+        gym_env.validate_atari_game(FLAGS.environment_name)
+        atari = gym_env.AtariConfig(
+            game=FLAGS.environment_name,
+            sticky_action_probability=FLAGS.sticky_action_probability,
+            full_action_space=FLAGS.full_action_space,
+            clip_rewards=FLAGS.clip_rewards,
+            terminal_on_life_loss=FLAGS.terminal_on_life_loss,
+            **atari_overrides,
+        )
+        # Evaluation scores whole games on raw rewards with the evaluation frame cap.
+        eval_atari = dataclasses.replace(
+            atari, max_episode_frames=FLAGS.max_eval_episode_frames, terminal_on_life_loss=False
+        )
+        root = pathlib.Path(FLAGS.checkpoint_dir)
+        run_dir = checkpoint.run_directory(root, agent, FLAGS.environment_name)
+        tb = FLAGS.tensorboard_dir
+        return cls(
+            agent=agent,
+            environment_name=FLAGS.environment_name,
+            num_iterations=FLAGS.num_iterations,
+            num_train_steps=FLAGS.num_train_steps,
+            num_eval_steps=FLAGS.num_eval_steps,
+            num_envs=FLAGS.num_envs,
+            seed=FLAGS.seed,
+            eval_epsilon=FLAGS.eval_epsilon,
+            atari=atari,
+            eval_atari=eval_atari,
+            checkpoint_root=root,
+            results_csv_path=pathlib.Path(FLAGS.results_csv_path or run_dir / "results.csv"),
+            tensorboard_dir=pathlib.Path(tb) / agent / FLAGS.environment_name if tb else None,
+            resume=FLAGS.resume,
+            save_replay=FLAGS.save_replay,
+            device=resolve_device(FLAGS.device),
+        )
+
+    @property
+    def run_dir(self) -> pathlib.Path:
+        return checkpoint.run_directory(self.checkpoint_root, self.agent, self.environment_name)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device={name} but no CUDA device is available")
+    return torch.device(name)
+
+
+class RunCheckpointer:
+    """Saves iteration checkpoints of one run and finds the one to resume from.
+
+    A fresh run refuses to start over an existing run's checkpoints (that would overwrite
+    saved work): the user must pass --resume or pick another --checkpoint_dir.
+    """
+
+    def __init__(self, run_dir: pathlib.Path, metadata: Mapping[str, Any], resume: bool) -> None:
+        self.run_dir = pathlib.Path(run_dir)
+        self.metadata = dict(metadata)
+        self.resume = resume
+        latest = checkpoint.latest_path(self.run_dir)
+        if latest is not None and not resume:
+            raise UserError(
+                f"{self.run_dir} already holds checkpoints (latest {latest.name}); pass --resume "
+                "to continue that run or choose another --checkpoint_dir"
+            )
+        self.resume_path = latest if resume else None
+
+    def load_latest(self) -> dict[str, Any] | None:
+        if self.resume_path is None:
+            if self.resume:
+                logging.info("--resume: no checkpoint in %s, starting a new run", self.run_dir)
+            return None
+        logging.info("Resuming from %s", self.resume_path)
+        return checkpoint.load(self.resume_path, self.metadata)
+
+    def save(self, iteration: int, state: Mapping[str, Any]) -> pathlib.Path:
+        path = checkpoint.iteration_path(self.run_dir, iteration)
+        checkpoint.save(path, state, self.metadata)
+        return path
+
+    @property
+    def replay_path(self) -> pathlib.Path:
+        return self.run_dir / "replay.npz"
+
+    def save_replay(self, arrays: Mapping[str, np.ndarray]) -> None:
+        checkpoint.atomic_write(self.replay_path, lambda temp: _savez(temp, arrays))
+
+    def load_replay(self) -> dict[str, np.ndarray] | None:
+        if not self.replay_path.exists():
+            return None
+        try:
+            with np.load(self.replay_path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except Exception as error:
+            raise checkpoint.CheckpointError(
+                f"replay file {self.replay_path} is corrupt ({type(error).__name__})"
+            ) from None
+
+
+def _savez(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def run_cli(main: Callable[[], None]) -> None:
+    """Parses flags and runs `main`; user errors print one line and exit 2.
+
+    SIGTERM is turned into KeyboardInterrupt so both stop a run the same way.
+    """
+    try:
+        FLAGS(sys.argv)
+    except flags.Error as error:
+        _fail(f"bad flag: {error}")
+    logging.set_verbosity(logging.INFO)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        main()
+    except (UserError, gym_env.UnknownEnvironmentError) as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _fail(message: str) -> None:
+    one_line = " ".join(message.split())
+    print(f"error: {one_line}", file=sys.stderr)
+    sys.exit(2)
+
+
+def define_config_flags(config_cls: type, help_texts: Mapping[str, str] | None = None) -> None:
+    """Defines one absl flag per field of a frozen config dataclass, with its default."""
+    help_texts = help_texts or {}
+    definers = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}
+    for field in dataclasses.fields(config_cls):
+        kind = type(field.default)
+        if kind not in definers:
+            raise TypeError(f"{config_cls.__name__}.{field.name}: unsupported flag type {kind}")
+        text = help_texts.get(field.name, f"{config_cls.__name__}.{field.name}")
+        definers[kind](field.name, field.default, text)
+
+
+def config_from_flags(config_cls: type) -> Any:
+    """Builds the config dataclass from the flags of the same names (validated by the class)."""
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_cls)}
+    return config_cls(**values)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
