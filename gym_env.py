@@ -1,0 +1,527 @@
+"""Batched environments with dm_env-like timesteps for Atari and classic control.
+
+Every environment the agents see is an :class:`EnvironmentBatch`: ``E`` environments
+stepped together, returning :class:`TimeStep` batches. It adapts any gymnasium
+``VectorEnv`` that uses ``NEXT_STEP`` autoreset:
+
+* Atari, training (``render=False``): ``ale_py.AtariVectorEnv``, which does the standard
+  preprocessing in C++ threads (noop starts, frame skip with a max over the last two
+  frames, grayscale 84x84, frame stacking, FIRE on reset, the episode frame cap).
+* Atari, evaluation videos (``render=True``): one Python-wrapped ``ALE/<Game>-v5`` with
+  the same semantics inside a ``SyncVectorEnv``; :meth:`EnvironmentBatch.render` gives
+  the full-resolution RGB screen.
+* Classic control (``CartPole-v1`` ...): a ``SyncVectorEnv`` of ``gym.make(name)``.
+
+Timestep semantics (per environment):
+
+* ``reset()`` returns ``first=True`` everywhere.
+* A step that ends the game (game over or time limit) has ``last=True``. The *next*
+  ``step()`` for that environment ignores its action, resets it, and returns its first
+  observation with ``first=True`` and zero reward.
+* ``discount`` is 0 on game over (``terminated``) and, with
+  ``terminal_on_life_loss``, on a lost life (the game goes on: ``last`` stays False). A
+  time-limit truncation keeps discount 1.
+* ``reward`` is the learning reward (clipped to [-1, 1] when ``clip_rewards``);
+  ``raw_reward`` is the game's own reward, for statistics.
+
+Atari frame stacks are ZERO-padded at the start of an episode: the first observation of
+an episode is ``[0, ..., 0, frame]``. The replay rebuilds stacks with the same zero
+padding before an episode's first frame, so both must agree.
+
+Run ``python -m gym_env --list`` to print the valid Atari game names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+__all__ = [
+    "AtariConfig",
+    "EnvironmentBatch",
+    "TimeStep",
+    "UnknownEnvironmentError",
+    "atari_game_names",
+    "create_atari_environment",
+    "create_classic_environment",
+    "validate_atari_game",
+]
+
+_LIST_HINT = "list the valid names with: python -m gym_env --list"
+
+
+@dataclasses.dataclass
+class TimeStep:
+    """A batch of E environment timesteps, dm_env-like semantics."""
+
+    observation: np.ndarray  # [E, *observation_shape]; Atari: uint8 [E, frame_stack, 84, 84]
+    reward: np.ndarray  # [E] float32, learning reward (clipped if clip_rewards); 0 on first
+    raw_reward: np.ndarray  # [E] float32, unclipped game reward; 0 on a first step
+    discount: np.ndarray  # [E] float32, 0 on game over (or life loss if terminal_on_life_loss)
+    first: np.ndarray  # [E] bool, this observation starts a new game
+    last: np.ndarray  # [E] bool, the game ended here (game over or time limit)
+    life_loss: np.ndarray  # [E] bool, a life was lost in this transition
+
+
+class UnknownEnvironmentError(ValueError):
+    """An unknown game or environment id; the message is a single line."""
+
+
+# --------------------------------------------------------------------------------------
+# The adapter: gymnasium VectorEnv (NEXT_STEP autoreset) -> TimeStep batches.
+# --------------------------------------------------------------------------------------
+
+
+class EnvironmentBatch:
+    """E environments stepped together. Wraps a gymnasium VectorEnv with NEXT_STEP autoreset.
+
+    Args:
+        vector_env: a gymnasium ``VectorEnv`` with a ``Discrete`` single action space and
+            ``NEXT_STEP`` autoreset (a done env is reset by the following ``step``).
+        seed: environment ``i`` is seeded with ``seed + i`` at the first :meth:`reset`;
+            later resets (explicit or automatic) continue the seeded random streams, so the
+            same seed and actions give the same observations.
+        clip_rewards: clip ``reward`` to [-1, 1] (``raw_reward`` stays unclipped).
+        terminal_on_life_loss: a lost life sets discount 0 (the game is not reset).
+        render_fn: returns env 0's RGB frame; None means rendering is unavailable.
+    """
+
+    def __init__(
+        self,
+        vector_env: gym.vector.VectorEnv,
+        seed: int,
+        *,
+        clip_rewards: bool = False,
+        terminal_on_life_loss: bool = False,
+        render_fn: Callable[[], np.ndarray] | None = None,
+    ) -> None:
+        mode = vector_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if AutoresetMode(mode) != AutoresetMode.NEXT_STEP:
+            raise ValueError(f"EnvironmentBatch needs NEXT_STEP autoreset, got {mode}")
+        action_space = vector_env.single_action_space
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"EnvironmentBatch needs a Discrete action space, got {action_space}")
+        self._env = vector_env
+        self._seed = int(seed)
+        self._clip_rewards = clip_rewards
+        self._terminal_on_life_loss = terminal_on_life_loss
+        self._render_fn = render_fn
+
+        self.num_envs: int = int(vector_env.num_envs)
+        self.observation_shape: tuple[int, ...] = tuple(vector_env.single_observation_space.shape)
+        self.observation_dtype: np.dtype = np.dtype(vector_env.single_observation_space.dtype)
+        self.num_actions: int = int(action_space.n)
+
+        self._seeded = False
+        self._closed = False
+        self._started = False
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)  # `last` on the previous step
+        self._lives = np.zeros(self.num_envs, dtype=np.int64)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _lives_from(self, info: dict[str, Any]) -> np.ndarray | None:
+        lives = info.get("lives")
+        if lives is None:
+            return None
+        return np.asarray(lives, dtype=np.int64).reshape(self.num_envs)
+
+    def _observation(self, obs: Any) -> np.ndarray:
+        return np.asarray(obs, dtype=self.observation_dtype)
+
+    # -- API -------------------------------------------------------------------------
+
+    def reset(self) -> TimeStep:
+        """Resets all environments; every returned timestep has ``first=True``."""
+        if self._closed:
+            raise RuntimeError("EnvironmentBatch is closed")
+        seed = None if self._seeded else self._seed
+        obs, info = self._env.reset(seed=seed)
+        self._seeded = True
+        self._started = True
+        lives = self._lives_from(info)
+        self._lives[:] = 0 if lives is None else lives
+        self._needs_reset[:] = False
+        e = self.num_envs
+        return TimeStep(
+            observation=self._observation(obs),
+            reward=np.zeros(e, dtype=np.float32),
+            raw_reward=np.zeros(e, dtype=np.float32),
+            discount=np.ones(e, dtype=np.float32),
+            first=np.ones(e, dtype=bool),
+            last=np.zeros(e, dtype=bool),
+            life_loss=np.zeros(e, dtype=bool),
+        )
+
+    def step(self, actions: np.ndarray) -> TimeStep:
+        """Steps all environments with integer ``actions`` of shape [E].
+
+        The action of an environment whose previous timestep had ``last=True`` is ignored:
+        that environment is reset and returns ``first=True``.
+        """
+        if self._closed:
+            raise RuntimeError("EnvironmentBatch is closed")
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,):
+            raise ValueError(f"actions must have shape ({self.num_envs},), got {actions.shape}")
+        if not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"actions must be integers, got dtype {actions.dtype}")
+        obs, reward, terminated, truncated, info = self._env.step(actions.astype(np.int64))
+
+        first = self._needs_reset.copy()
+        not_first = ~first
+        terminated = np.asarray(terminated, dtype=bool) & not_first
+        truncated = np.asarray(truncated, dtype=bool) & not_first
+        raw_reward = np.where(first, 0.0, np.asarray(reward, dtype=np.float32)).astype(np.float32)
+        learn_reward = np.clip(raw_reward, -1.0, 1.0) if self._clip_rewards else raw_reward.copy()
+
+        lives = self._lives_from(info)
+        if lives is None:
+            life_loss = np.zeros(self.num_envs, dtype=bool)
+        else:
+            life_loss = (lives < self._lives) & not_first
+            self._lives[:] = lives
+
+        discount = np.ones(self.num_envs, dtype=np.float32)
+        discount[terminated] = 0.0
+        if self._terminal_on_life_loss:
+            discount[life_loss] = 0.0
+        last = terminated | truncated
+        self._needs_reset = last.copy()
+        return TimeStep(
+            observation=self._observation(obs),
+            reward=learn_reward.astype(np.float32, copy=False),
+            raw_reward=raw_reward,
+            discount=discount,
+            first=first,
+            last=last,
+            life_loss=life_loss,
+        )
+
+    def render(self) -> np.ndarray:
+        """The RGB frame [H, W, 3] of env 0 (only for environments created with render=True)."""
+        if self._render_fn is None:
+            raise RuntimeError(
+                "render() is unavailable: create the environment with render=True "
+                "(Atari: num_envs=1, Python wrappers)"
+            )
+        if self._closed:
+            raise RuntimeError("EnvironmentBatch is closed")
+        return np.asarray(self._render_fn())
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._env.close()
+
+    def __enter__(self) -> EnvironmentBatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"EnvironmentBatch(num_envs={self.num_envs}, observation_shape="
+            f"{self.observation_shape}, num_actions={self.num_actions})"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Atari
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AtariConfig:
+    game: str  # bare CamelCase name: "Pong", "Breakout", "MontezumaRevenge"
+    frame_skip: int = 4
+    frame_stack: int = 4
+    screen_size: int = 84
+    noop_max: int = 30
+    max_episode_frames: int = 108_000  # emulator frames (agent steps * frame_skip)
+    sticky_action_probability: float = 0.0
+    full_action_space: bool = False
+    fire_reset: bool = True
+    clip_rewards: bool = True
+    terminal_on_life_loss: bool = False
+
+
+def _rom_id_to_name(rom_id: str) -> str:
+    # Same convention as ale_py's registration: "montezuma_revenge" -> "MontezumaRevenge".
+    return rom_id.title().replace("_", "")
+
+
+@functools.lru_cache(maxsize=1)
+def _atari_name_to_rom_id() -> dict[str, str]:
+    from ale_py import roms
+
+    return {_rom_id_to_name(rom_id): rom_id for rom_id in roms.get_all_rom_ids()}
+
+
+def atari_game_names() -> list[str]:
+    """CamelCase names of every ROM that ale-py ships, sorted."""
+    return sorted(_atari_name_to_rom_id())
+
+
+def _normalise(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _unknown_message(kind: str, name: str, suggestion: str | None, hint: str) -> str:
+    text = f"unknown {kind} {name!r}"
+    if suggestion is not None:
+        text += f" (did you mean {suggestion!r}?)"
+    return f"{text}; {hint}".replace("\n", " ").replace("\r", " ")
+
+
+def _suggest(name: str, candidates: Sequence[str]) -> str | None:
+    key = _normalise(name)
+    by_key = {_normalise(c): c for c in candidates}
+    if key in by_key:
+        return by_key[key]
+    matches = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
+    return by_key[matches[0]] if matches else None
+
+
+def validate_atari_game(game: str) -> str:
+    """Returns the ale ROM id of a CamelCase game name ("MontezumaRevenge" -> "montezuma_revenge").
+
+    Raises UnknownEnvironmentError (one line, with a suggestion when one is close).
+    """
+    table = _atari_name_to_rom_id()
+    if isinstance(game, str) and game in table:
+        return table[game]
+    name = str(game)
+    stripped = name.removeprefix("ALE/").split("-v")[0].split("NoFrameskip")[0]
+    suggestion = _suggest(stripped, list(table)) if stripped else None
+    raise UnknownEnvironmentError(_unknown_message("Atari game", name, suggestion, _LIST_HINT))
+
+
+class _FireOnReset(gym.Wrapper):
+    """Presses FIRE once after every reset (for games whose action set has FIRE)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()
+        self._fire = meanings.index("FIRE") if "FIRE" in meanings else None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self._fire is None:
+            return obs, info
+        obs, _, terminated, truncated, step_info = self.env.step(self._fire)
+        info = {**info, **step_info}
+        if terminated or truncated:
+            obs, info = self.env.reset(options=options)
+        return obs, info
+
+
+def _make_python_atari(config: AtariConfig) -> gym.Env:
+    import ale_py
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+    gym.register_envs(ale_py)
+    env = gym.make(
+        f"ALE/{config.game}-v5",
+        frameskip=1,
+        repeat_action_probability=config.sticky_action_probability,
+        full_action_space=config.full_action_space,
+        max_num_frames_per_episode=config.max_episode_frames,
+        render_mode="rgb_array",
+    )
+    env = AtariPreprocessing(
+        env,
+        noop_max=config.noop_max,
+        frame_skip=config.frame_skip,
+        screen_size=config.screen_size,
+        terminal_on_life_loss=False,
+        grayscale_obs=True,
+        grayscale_newaxis=False,
+        scale_obs=False,
+    )
+    if config.fire_reset:
+        env = _FireOnReset(env)
+    return FrameStackObservation(env, config.frame_stack, padding_type="zero")
+
+
+def _resolve_num_threads(num_threads: int, num_envs: int) -> int:
+    """0 -> one thread per CPU core this process may use, at most num_envs."""
+    if num_threads > 0:
+        return num_threads
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(num_envs, cores))
+
+
+def create_atari_environment(
+    config: AtariConfig,
+    num_envs: int,
+    seed: int,
+    *,
+    render: bool = False,
+    num_threads: int = 0,
+) -> EnvironmentBatch:
+    """E Atari games with standard preprocessing; observations uint8 [E, stack, size, size].
+
+    render=False uses ale_py's C++ ``AtariVectorEnv`` (fast, threaded; ``num_threads`` 0 means
+    one thread per available CPU core, at most ``num_envs``: ale-py's own default was measured
+    to use a single core). render=True builds one Python-wrapped env with the same semantics whose
+    ``render()`` gives the full-resolution RGB screen (num_envs must be 1). Frame stacks are
+    zero-padded at the start of every episode on both paths. One small difference: on the
+    render path the ALE's frame cap also counts the noop-start frames, so a time-limited
+    episode may end up to ``noop_max`` frames earlier there.
+    """
+    rom_id = validate_atari_game(config.game)
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if render:
+        if num_envs != 1:
+            raise ValueError(f"render=True supports num_envs=1 only, got {num_envs}")
+        vector_env = gym.vector.SyncVectorEnv(
+            [functools.partial(_make_python_atari, config)],
+            autoreset_mode=AutoresetMode.NEXT_STEP,
+        )
+        render_fn = vector_env.envs[0].render
+    else:
+        import ale_py
+
+        vector_env = ale_py.AtariVectorEnv(
+            rom_id,
+            num_envs,
+            num_threads=_resolve_num_threads(num_threads, num_envs),
+            max_num_frames_per_episode=config.max_episode_frames,
+            repeat_action_probability=config.sticky_action_probability,
+            full_action_space=config.full_action_space,
+            autoreset_mode=AutoresetMode.NEXT_STEP,
+            img_height=config.screen_size,
+            img_width=config.screen_size,
+            grayscale=True,
+            stack_num=config.frame_stack,
+            frameskip=config.frame_skip,
+            maxpool=True,
+            noop_max=config.noop_max,
+            episodic_life=False,
+            life_loss_info=False,
+            reward_clipping=False,
+            use_fire_reset=config.fire_reset,
+        )
+        render_fn = None
+    return EnvironmentBatch(
+        vector_env,
+        seed,
+        clip_rewards=config.clip_rewards,
+        terminal_on_life_loss=config.terminal_on_life_loss,
+        render_fn=render_fn,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Classic control
+# --------------------------------------------------------------------------------------
+
+_CLASSIC_EXAMPLES = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+_CARTPOLE_POSITIONS = (0, 2)  # cart position, pole angle (velocities are 1 and 3)
+
+
+class _KeepIndices(gym.ObservationWrapper):
+    """Keeps only some entries of a 1-D Box observation (float32)."""
+
+    def __init__(self, env: gym.Env, indices: Sequence[int]) -> None:
+        super().__init__(env)
+        self._indices = np.asarray(indices, dtype=np.int64)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(
+            low=space.low[self._indices].astype(np.float32),
+            high=space.high[self._indices].astype(np.float32),
+            dtype=np.float32,
+        )
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.asarray(observation, dtype=np.float32)[self._indices]
+
+
+class _Float32Observation(gym.ObservationWrapper):
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(
+            low=space.low.astype(np.float32),
+            high=space.high.astype(np.float32),
+            shape=space.shape,
+            dtype=np.float32,
+        )
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.asarray(observation, dtype=np.float32)
+
+
+def _make_classic(name: str, hide_velocity: bool, render: bool) -> gym.Env:
+    env = gym.make(name, render_mode="rgb_array" if render else None)
+    if hide_velocity:
+        return _KeepIndices(env, _CARTPOLE_POSITIONS)
+    return _Float32Observation(env)
+
+
+def create_classic_environment(
+    name: str,
+    num_envs: int,
+    seed: int,
+    *,
+    hide_velocity: bool = False,
+    render: bool = False,
+) -> EnvironmentBatch:
+    """E copies of a gymnasium environment with a Discrete action space (``CartPole-v1``...).
+
+    Observations are float32. ``hide_velocity=True`` (CartPole only) keeps the cart position
+    and pole angle (indices 0 and 2): a partially observed task that needs memory.
+    """
+    if name not in gym.registry:
+        suggestion = _suggest(name, list(gym.registry))
+        hint = "valid ids include: " + ", ".join(_CLASSIC_EXAMPLES)
+        raise UnknownEnvironmentError(_unknown_message("environment", name, suggestion, hint))
+    if hide_velocity and not name.startswith("CartPole"):
+        raise ValueError(f"hide_velocity is only defined for CartPole, got {name!r}")
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    vector_env = gym.vector.SyncVectorEnv(
+        [functools.partial(_make_classic, name, hide_velocity, render) for _ in range(num_envs)],
+        autoreset_mode=AutoresetMode.NEXT_STEP,
+    )
+    try:
+        space = vector_env.single_observation_space
+        if not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"{name!r} needs a Box observation space, got {space}")
+        render_fn = vector_env.envs[0].render if render else None
+        return EnvironmentBatch(vector_env, seed, render_fn=render_fn)
+    except Exception:
+        vector_env.close()
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gym_env", description=__doc__.split("\n")[0])
+    parser.add_argument("--list", action="store_true", help="print the valid Atari game names")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(atari_game_names()))
+        return 0
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
