@@ -22,7 +22,7 @@ import torch
 from errors import UserError
 
 FORMAT_VERSION = 1
-_ITERATION_FILE = re.compile(r"^iteration_(\d+)\.ckpt$")
+_ITERATION_FILE = re.compile(r"^iteration_(\d+)(\.partial)?\.ckpt$")
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -86,8 +86,11 @@ def _normalise(value: Any) -> Any:
     return list(value) if isinstance(value, tuple | list) else value
 
 
-def iteration_path(directory: pathlib.Path, iteration: int) -> pathlib.Path:
-    return pathlib.Path(directory) / f"iteration_{iteration:04d}.ckpt"
+def iteration_path(directory: pathlib.Path, iteration: int, partial: bool = False) -> pathlib.Path:
+    """`iteration_0003.ckpt` after iteration 3; `iteration_0004.partial.ckpt` for an
+    interrupted iteration 4 (newer than 3, older than a finished 4)."""
+    suffix = ".partial.ckpt" if partial else ".ckpt"
+    return pathlib.Path(directory) / f"iteration_{iteration:04d}{suffix}"
 
 
 def latest_path(directory: pathlib.Path) -> pathlib.Path | None:
@@ -96,9 +99,11 @@ def latest_path(directory: pathlib.Path) -> pathlib.Path | None:
     if not directory.is_dir():
         return None
     found = [
-        (int(m.group(1)), p) for p in directory.iterdir() if (m := _ITERATION_FILE.match(p.name))
+        (int(m.group(1)), m.group(2) is None, p)
+        for p in directory.iterdir()
+        if (m := _ITERATION_FILE.match(p.name))
     ]
-    return max(found)[1] if found else None
+    return max(found)[2] if found else None
 
 
 def run_directory(root: pathlib.Path, agent: str, environment_name: str) -> pathlib.Path:

@@ -122,7 +122,9 @@ def run_evaluation(agent: str, make_actor: Callable[[dict[str, Any], Any], Any])
     with recording_environment(state) as env:
         actor = make_actor(state, env)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        video_path = pathlib.Path(FLAGS.recording_dir) / f"{agent}_{FLAGS.environment_name}_{stamp}.mp4"
+        video_path = (
+            pathlib.Path(FLAGS.recording_dir) / f"{agent}_{FLAGS.environment_name}_{stamp}.mp4"
+        )
         result = play_and_record(env, actor, FLAGS.num_eval_steps, video_path)
     returns = result.episode_returns
     logging.info(

@@ -56,7 +56,9 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
         "terminal_on_life_loss", d["terminal_on_life_loss"], "Life loss ends bootstrapping."
     )
     flags.DEFINE_string("checkpoint_dir", "./checkpoints", "Root of checkpoints.")
-    flags.DEFINE_string("results_csv_path", None, "CSV of per-iteration results (default: in run dir).")
+    flags.DEFINE_string(
+        "results_csv_path", None, "CSV of per-iteration results (default: in run dir)."
+    )
     flags.DEFINE_string("tensorboard_dir", "./runs", "TensorBoard root ('' disables).")
     flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint of this run.")
     flags.DEFINE_bool("save_replay", False, "Also checkpoint replay, so --resume restores it.")
@@ -163,9 +165,17 @@ class RunCheckpointer:
         logging.info("Resuming from %s", self.resume_path)
         return checkpoint.load(self.resume_path, self.metadata)
 
-    def save(self, iteration: int, state: Mapping[str, Any]) -> pathlib.Path:
-        path = checkpoint.iteration_path(self.run_dir, iteration)
-        checkpoint.save(path, state, self.metadata)
+    def save(
+        self, iteration: int, state: Mapping[str, Any], steps_into_next: int = 0
+    ) -> pathlib.Path:
+        """Saves after `iteration` completed iterations, or `steps_into_next` steps into the
+        next one (a partial checkpoint, written when a run is interrupted)."""
+        partial = steps_into_next > 0
+        path = checkpoint.iteration_path(self.run_dir, iteration + partial, partial)
+        checkpoint.save(path, {**state, "steps_into_iteration": steps_into_next}, self.metadata)
+        if not partial:
+            # The finished iteration supersedes a partial checkpoint of it.
+            checkpoint.iteration_path(self.run_dir, iteration, True).unlink(missing_ok=True)
         return path
 
     @property

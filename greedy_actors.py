@@ -42,6 +42,7 @@ class GreedyActorBase(abc.ABC):
 
     def reset(self) -> None:
         """Called before a new batch of episodes; feed-forward actors keep no state."""
+        return None
 
     @abc.abstractmethod
     def q_values(self, timestep) -> torch.Tensor:
@@ -64,3 +65,46 @@ class EpsilonGreedyActor(GreedyActorBase):
     def q_values(self, timestep) -> torch.Tensor:
         observation = torch.as_tensor(timestep.observation, device=self.device)
         return self.network(observation)
+
+
+class RecurrentEpsilonGreedyActor(GreedyActorBase):
+    """Recurrent network (R2D2 family): carries the LSTM state, previous action and reward
+    per environment, and clears them when an environment starts a new game."""
+
+    def __init__(self, network, epsilon: float, seed: int, device: torch.device) -> None:
+        super().__init__(epsilon, seed, device)
+        self.network = network
+        self.state = None
+        self.consumed_state = None  # The state fed to the network at the latest step.
+        self.prev_action: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.state = None
+        self.prev_action = None
+
+    def extra_inputs(self, timestep) -> torch.Tensor | None:
+        """Per-step inputs beyond (observation, previous action, reward); NGU adds some."""
+        return None
+
+    def q_values(self, timestep) -> torch.Tensor:
+        num_envs = len(timestep.first)
+        if self.state is None:
+            self.state = self.network.initial_state(num_envs, self.device)
+            self.prev_action = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        keep = torch.as_tensor(~timestep.first, device=self.device)
+        self.state = type(self.state)(*(s * keep.unsqueeze(-1) for s in self.state))
+        self.prev_action = self.prev_action * keep
+        observation = torch.as_tensor(timestep.observation, device=self.device).unsqueeze(0)
+        reward = torch.as_tensor(timestep.reward, device=self.device).unsqueeze(0)
+        extra = self.extra_inputs(timestep)
+        self.consumed_state = self.state
+        q, self.state = self.network(
+            observation, self.prev_action.unsqueeze(0), reward, self.state, extra
+        )
+        return q[0]
+
+    @torch.no_grad()
+    def step(self, timestep) -> np.ndarray:
+        actions = super().step(timestep)
+        self.prev_action = torch.as_tensor(actions, device=self.device)
+        return actions

@@ -525,3 +525,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """A picklable recipe for an EnvironmentBatch, so actor processes build their own."""
+
+    atari: AtariConfig | None = None
+    classic_name: str | None = None
+    hide_velocity: bool = False
+
+    def create(self, num_envs: int, seed: int, *, num_threads: int = 0) -> EnvironmentBatch:
+        if self.atari is not None:
+            return create_atari_environment(self.atari, num_envs, seed, num_threads=num_threads)
+        if self.classic_name is None:
+            raise ValueError("EnvSpec needs an AtariConfig or a classic-control name")
+        return create_classic_environment(
+            self.classic_name, num_envs, seed, hide_velocity=self.hide_velocity
+        )

@@ -120,9 +120,9 @@ def run_single_thread_training(
         train_tracker = EpisodeTracker(train_env.num_envs)
         learner_stats = ScalarAverager()
 
-        def learn(new_steps: int) -> None:
+        def learn(new_steps: int, stats: ScalarAverager = learner_stats) -> None:
             for _ in range(scheduler.updates_due(new_steps, learner.ready())):
-                learner_stats.add(learner.step())
+                stats.add(learner.step())
 
         progress = ProgressPrinter(f"iteration {iteration} train", schedule.num_train_steps)
         steps = runner.run(actor, schedule.num_train_steps, train_tracker, learn, progress)
@@ -149,8 +149,7 @@ def log_iteration(iteration: int, total_steps: int, row: Mapping[str, Any]) -> N
         return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
     logging.info(
-        "iteration %d, step %d: train return %s (%d games), eval return %s (%d games), "
-        "%s steps/s",
+        "iteration %d, step %d: train return %s (%d games), eval return %s (%d games), %s steps/s",
         iteration,
         total_steps,
         show("train/episode_return"),
@@ -159,3 +158,453 @@ def log_iteration(iteration: int, total_steps: int, row: Mapping[str, Any]) -> N
         row.get("eval/num_episodes", 0),
         show("train/steps_per_second"),
     )
+
+
+# ==================================================================================================
+# Multi-process actor-learner loop.
+#
+# Actors run in spawned processes; each steps a batch of environments with batched CPU inference
+# and sends its finished sequences (already compressed) to the learner. Design choices, each
+# against a failure mode seen in public implementations:
+# - One pipe per actor with a credit semaphore instead of one shared queue: an actor killed in
+#   the middle of a write can only break its own channel, which is thrown away with it.
+# - Weights go through one shared-memory tensor guarded by a seqlock (a version counter that is
+#   odd while the learner writes). Readers never take a lock, so an actor killed mid-read
+#   cannot block the learner.
+# - Every wait has a timeout; the learner blocks in `connection.wait` only when it has nothing
+#   to learn from, so there is no busy-waiting.
+# ==================================================================================================
+
+import multiprocessing as std_mp  # noqa: E402
+import signal  # noqa: E402
+from multiprocessing import connection as mp_connection  # noqa: E402
+from typing import NamedTuple  # noqa: E402
+
+import torch  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+from torch.nn.utils import parameters_to_vector, vector_to_parameters  # noqa: E402
+
+from errors import UserError  # noqa: E402
+
+
+class ActorFailure(UserError):
+    """An actor died more often than allowed."""
+
+
+class SharedWeights:
+    """The learner's parameters in shared memory, published with a version counter.
+
+    Seqlock protocol: the learner makes the version odd, copies, then makes it even. A reader
+    copies only when the version is even and changed, and keeps the copy only if the version
+    did not move during the copy.
+    """
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        flat = parameters_to_vector(network.parameters()).detach().cpu()
+        self.buffer = flat.clone().share_memory_()
+        self.version = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def publish(self, network: torch.nn.Module) -> int:
+        flat = parameters_to_vector(network.parameters()).detach()
+        version = int(self.version[0])
+        self.version[0] = version + 1
+        self.buffer.copy_(flat)
+        self.version[0] = version + 2
+        return version + 2
+
+    def pull(self, network: torch.nn.Module, known_version: int) -> int:
+        """Copies newer weights into `network`; returns the version it now holds."""
+        for _ in range(3):
+            before = int(self.version[0])
+            if before == known_version or before % 2 == 1:
+                return known_version
+            copy = self.buffer.clone()
+            if int(self.version[0]) == before:
+                vector_to_parameters(copy, network.parameters())
+                return before
+        return known_version
+
+
+class ActorMessage(NamedTuple):
+    """What an actor sends: new agent steps, finished games and agent-specific payloads."""
+
+    actor_index: int
+    num_steps: int
+    payloads: list
+    episode_returns: list[float]
+    episode_lengths: list[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig:
+    num_actors: int = 2
+    actor_update_interval: int = 400  # Batch steps between weight pulls (paper: 400).
+    replay_ratio: float = 1.0  # Samples learned per sample inserted.
+    messages_in_flight: int = 8  # Per actor: the bound of its channel.
+    max_actor_restarts: int = 3  # Per actor, before the run stops.
+    publish_period: int = 1  # Learner updates between weight publications.
+    wait_timeout_s: float = 1.0
+    shutdown_timeout_s: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.num_actors < 1:
+            raise UserError(f"num_actors must be at least 1, got {self.num_actors}")
+        if self.replay_ratio <= 0:
+            raise UserError(f"replay_ratio must be positive, got {self.replay_ratio}")
+        if self.actor_update_interval < 1:
+            raise UserError("actor_update_interval must be at least 1")
+
+
+def _send_with_credit(writer, credits, message, stop_event, parent) -> bool:
+    """Blocks (in 1 s slices) for a free slot in the actor's bounded channel, then sends."""
+    while not credits.acquire(timeout=1.0):
+        if stop_event.is_set() or not parent.is_alive():
+            return False
+    try:
+        writer.send(message)
+    except (BrokenPipeError, OSError):
+        return False
+    return True
+
+
+def actor_process_main(
+    actor_index: int,
+    seed: int,
+    actor_factory,
+    weights: SharedWeights,
+    writer,
+    credits,
+    stop_event,
+    update_interval: int,
+) -> None:
+    """Body of one actor process: act, pull weights every `update_interval` steps, send."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The learner decides when actors stop.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(1)
+    parent = std_mp.parent_process()
+    env, actor = actor_factory(actor_index, seed)
+    version = weights.pull(actor.network, -1)
+    tracker = EpisodeTracker(env.num_envs)
+    actor.reset()
+    timestep = env.reset()
+    batch_steps, unsent_steps = 0, 0
+    try:
+        while not stop_event.is_set():
+            timestep = env.step(actor.step(timestep))
+            tracker.step(timestep)
+            batch_steps += 1
+            unsent_steps += env.num_envs
+            if batch_steps % update_interval == 0:
+                version = weights.pull(actor.network, version)
+            payloads = actor.drain()
+            if not payloads:
+                continue
+            message = ActorMessage(
+                actor_index,
+                unsent_steps,
+                payloads,
+                tracker.episode_returns,
+                tracker.episode_lengths,
+            )
+            if not _send_with_credit(writer, credits, message, stop_event, parent):
+                break
+            unsent_steps = 0
+            tracker.episode_returns, tracker.episode_lengths = [], []
+    finally:
+        env.close()
+        writer.close()
+
+
+@dataclasses.dataclass
+class _ActorSlot:
+    process: Any
+    reader: Any
+    credits: Any
+    restarts: int = 0
+
+
+class ActorPool:
+    """Starts, supervises, restarts and stops the actor processes."""
+
+    def __init__(self, config: ParallelConfig, actor_factory, weights: SharedWeights, seed: int):
+        self.config = config
+        self.actor_factory = actor_factory
+        self.weights = weights
+        self.seed = seed
+        self.context = mp.get_context("spawn")
+        self.stop_event = self.context.Event()
+        self.slots: list[_ActorSlot] = []
+        self.total_restarts = 0
+
+    def start(self) -> None:
+        for index in range(self.config.num_actors):
+            self.slots.append(self._spawn(index, restarts=0))
+
+    def _spawn(self, index: int, restarts: int) -> _ActorSlot:
+        reader, writer = self.context.Pipe(duplex=False)
+        credits = self.context.Semaphore(self.config.messages_in_flight)
+        # A restarted actor must not replay its predecessor's random stream.
+        seed = self.seed + 7919 * index + 104_729 * restarts
+        process = self.context.Process(
+            target=actor_process_main,
+            args=(
+                index,
+                seed,
+                self.actor_factory,
+                self.weights,
+                writer,
+                credits,
+                self.stop_event,
+                self.config.actor_update_interval,
+            ),
+            name=f"actor-{index}",
+            daemon=True,
+        )
+        process.start()
+        writer.close()  # Only the child writes; closing ours lets the reader see EOF on death.
+        return _ActorSlot(process, reader, credits, restarts)
+
+    def check_health(self) -> list[str]:
+        """Restarts dead actors; raises ActorFailure past the restart budget."""
+        events = []
+        for index, slot in enumerate(self.slots):
+            if slot.process.is_alive():
+                continue
+            code = slot.process.exitcode
+            if slot.restarts >= self.config.max_actor_restarts:
+                raise ActorFailure(
+                    f"actor {index} died {slot.restarts + 1} times (last exit code {code}); "
+                    "stopping the run"
+                )
+            slot.reader.close()
+            self.slots[index] = self._spawn(index, slot.restarts + 1)
+            self.total_restarts += 1
+            events.append(f"actor {index} died (exit code {code}); restarted")
+        return events
+
+    def receive(self, timeout: float) -> list[ActorMessage]:
+        """Messages from every actor with one ready, waiting at most `timeout` seconds."""
+        readers = {slot.reader: slot for slot in self.slots if not slot.reader.closed}
+        messages = []
+        for reader in mp_connection.wait(list(readers), timeout):
+            slot = readers[reader]
+            try:
+                messages.append(reader.recv())
+            except (EOFError, OSError):
+                continue  # The actor died mid-send; check_health replaces it.
+            slot.credits.release()
+        return messages
+
+    def stop(self) -> None:
+        """Asks actors to stop, drains their channels so none blocks, then kills stragglers."""
+        self.stop_event.set()
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
+        while any(s.process.is_alive() for s in self.slots) and time.monotonic() < deadline:
+            self.receive(timeout=0.1)
+        for slot in self.slots:
+            if slot.process.is_alive():
+                slot.process.terminate()
+        for slot in self.slots:
+            slot.process.join(timeout=2.0)
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join(timeout=2.0)
+            slot.reader.close()
+
+
+class RateLimiter:
+    """Holds learned samples near `replay_ratio` × inserted samples, in both directions.
+
+    The learner learns only while it is not ahead of the ratio, and takes in new data only
+    while it is not behind by more than `tolerance` samples; actors then block on their
+    bounded channels. Counting starts when replay is first ready to sample.
+    """
+
+    def __init__(self, replay_ratio: float, batch_size: int, tolerance: float) -> None:
+        self.ratio = replay_ratio
+        self.batch_size = batch_size
+        self.tolerance = tolerance
+        self.inserted = 0
+        self.learned = 0
+        self._inserted_at_warm: int | None = None
+
+    def _target(self) -> float:
+        return self.ratio * (self.inserted - (self._inserted_at_warm or 0))
+
+    def observe_ready(self, ready: bool) -> None:
+        if ready and self._inserted_at_warm is None:
+            self._inserted_at_warm = self.inserted
+
+    def may_learn(self) -> bool:
+        if self._inserted_at_warm is None:
+            return False
+        return self.learned + self.batch_size <= self._target() + self.tolerance
+
+    def may_insert(self) -> bool:
+        if self._inserted_at_warm is None:
+            return True
+        return self._target() - self.learned <= self.tolerance
+
+    def state_dict(self) -> dict[str, int]:
+        return {"inserted": self.inserted, "learned": self.learned}
+
+
+class ParallelLearnerLike(LearnerLike, Protocol):
+    network: torch.nn.Module
+    batch_size: int
+
+    def ingest(self, payloads: list) -> int:
+        """Stores payloads (e.g. chunks) in replay; returns the number of samples added."""
+        ...
+
+
+@dataclasses.dataclass
+class ParallelProgress:
+    """Counters that survive iterations and go into checkpoints."""
+
+    total_steps: int = 0
+    actor_steps: dict[int, int] = dataclasses.field(default_factory=dict)
+    actor_episodes: dict[int, int] = dataclasses.field(default_factory=dict)
+
+
+class ParallelTrainer:
+    """The learner side: ingest actor messages, learn at the replay ratio, publish weights."""
+
+    def __init__(
+        self,
+        config: ParallelConfig,
+        actor_factory,
+        learner: ParallelLearnerLike,
+        seed: int,
+        log=logging.info,
+    ) -> None:
+        self.config = config
+        self.learner = learner
+        self.weights = SharedWeights(learner.network)
+        self.weights.publish(learner.network)
+        self.pool = ActorPool(config, actor_factory, self.weights, seed)
+        self.limiter = RateLimiter(
+            config.replay_ratio,
+            learner.batch_size,
+            tolerance=4 * learner.batch_size * max(config.replay_ratio, 1.0),
+        )
+        self.progress = ParallelProgress()
+        self.log = log
+
+    def __enter__(self) -> ParallelTrainer:
+        self.pool.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.pool.stop()
+
+    def run_steps(self, num_steps: int, label: str) -> tuple[EpisodeTracker, dict, dict]:
+        """Trains until actors report `num_steps` more agent steps; returns statistics."""
+        games = EpisodeTracker(1)
+        learner_stats = ScalarAverager()
+        per_actor: dict[int, list[float]] = {}
+        target = self.progress.total_steps + num_steps
+        printer = ProgressPrinter(label, num_steps, log=self.log)
+        start_steps, start_updates = self.progress.total_steps, self.learner.num_updates
+        started = time.monotonic()
+        last_health_check = 0.0
+        while self.progress.total_steps < target:
+            if time.monotonic() - last_health_check > 0.5:
+                for event in self.pool.check_health():
+                    self.log(event)
+                last_health_check = time.monotonic()
+            if self.limiter.may_insert():
+                timeout = 0.0 if self.limiter.may_learn() else self.config.wait_timeout_s
+                for message in self.pool.receive(timeout):
+                    self._ingest(message, games, per_actor)
+            self.limiter.observe_ready(self.learner.ready())
+            if self.limiter.may_learn():
+                learner_stats.add(self.learner.step())
+                self.limiter.learned += self.learner.batch_size
+                if self.learner.num_updates % self.config.publish_period == 0:
+                    self.weights.publish(self.learner.network)
+            printer.update(self.progress.total_steps - start_steps)
+        seconds = max(time.monotonic() - started, 1e-9)
+        rates = {
+            "train/steps_per_second": (self.progress.total_steps - start_steps) / seconds,
+            "learner/updates_per_second": (self.learner.num_updates - start_updates) / seconds,
+            "learner/num_updates": float(self.learner.num_updates),
+            "actors/restarts": float(self.pool.total_restarts),
+        }
+        for index, returns in sorted(per_actor.items()):
+            rates[f"actor_{index}/episode_return"] = float(np.mean(returns))
+        return games, learner_stats.means("learner"), rates
+
+    def _ingest(self, message: ActorMessage, games: EpisodeTracker, per_actor) -> None:
+        self.limiter.inserted += self.learner.ingest(message.payloads)
+        index = message.actor_index
+        self.progress.total_steps += message.num_steps
+        steps, episodes = self.progress.actor_steps, self.progress.actor_episodes
+        steps[index] = steps.get(index, 0) + message.num_steps
+        episodes[index] = episodes.get(index, 0) + len(message.episode_returns)
+        games.episode_returns.extend(message.episode_returns)
+        games.episode_lengths.extend(message.episode_lengths)
+        per_actor.setdefault(index, []).extend(message.episode_returns)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "total_steps": self.progress.total_steps,
+            "actor_steps": {str(k): v for k, v in self.progress.actor_steps.items()},
+            "actor_episodes": {str(k): v for k, v in self.progress.actor_episodes.items()},
+            "actor_restarts": [slot.restarts for slot in self.pool.slots],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.progress.total_steps = int(state["total_steps"])
+        self.progress.actor_steps = {int(k): int(v) for k, v in state["actor_steps"].items()}
+        self.progress.actor_episodes = {int(k): int(v) for k, v in state["actor_episodes"].items()}
+
+
+def run_parallel_training(
+    *,
+    schedule: IterationSchedule,
+    trainer: ParallelTrainer,
+    eval_env,
+    eval_actor: ActorLike,
+    save_checkpoint: Callable[[int, int], None],
+    writer: MetricsWriter,
+    start_iteration: int = 0,
+    steps_into_iteration: int = 0,
+) -> list[dict[str, float]]:
+    """The R2D2-style loop. Ctrl-C or SIGTERM saves a partial checkpoint, then stops actors.
+
+    `save_checkpoint(completed_iterations, steps_into_next_iteration)` writes the learner
+    state; a partial one (steps > 0) lets --resume finish the interrupted iteration.
+    """
+    rows = []
+    completed = start_iteration
+    iteration_start = trainer.progress.total_steps - steps_into_iteration
+    with trainer:
+        try:
+            for iteration in range(start_iteration + 1, schedule.num_iterations + 1):
+                done = trainer.progress.total_steps - iteration_start
+                games, learner_means, rates = trainer.run_steps(
+                    schedule.num_train_steps - done, f"iteration {iteration} train"
+                )
+                eval_tracker = evaluate(eval_env, eval_actor, schedule.num_eval_steps)
+                completed, iteration_start = iteration, trainer.progress.total_steps
+                save_checkpoint(completed, 0)
+                row = {
+                    **games.statistics("train"),
+                    **learner_means,
+                    **rates,
+                    **eval_tracker.statistics("eval"),
+                }
+                writer.write(iteration, trainer.progress.total_steps, row)
+                log_iteration(iteration, trainer.progress.total_steps, row)
+                rows.append(row)
+        except KeyboardInterrupt:
+            steps_in = trainer.progress.total_steps - iteration_start
+            logging.info(
+                "Interrupted: saving a checkpoint %d steps into iteration %d",
+                steps_in,
+                completed + 1,
+            )
+            save_checkpoint(completed, steps_in)
+            raise
+    return rows

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 import value_learning
-from errors import ConfigError
 from checkpoint import load_module_state, numpy_rng_state, restore_numpy_rng
+from errors import ConfigError
 from greedy_actors import epsilon_greedy_actions
 from networks.value import q_network_for
 from replay import TransitionReplay
@@ -68,9 +68,7 @@ class DqnConfig:
             )
 
     def epsilon_schedule(self) -> LinearSchedule:
-        return LinearSchedule(
-            self.exploration_start, self.exploration_end, self.exploration_steps
-        )
+        return LinearSchedule(self.exploration_start, self.exploration_end, self.exploration_steps)
 
 
 def make_replay(

@@ -1,6 +1,6 @@
 """Replays a trained DQN greedily and records one episode to recordings/.
 
-    python -m agents.dqn.eval_agent --environment_name=Pong
+python -m agents.dqn.eval_agent --environment_name=Pong
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Trains DQN on an Atari game.
 
-    python -m agents.dqn.run_atari --environment_name=Pong
+python -m agents.dqn.run_atari --environment_name=Pong
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ def checkpoint_state(iteration, total_steps, config, actor, learner) -> dict:
     }
 
 
-def restore(state, actor, learner, checkpointer: RunCheckpointer, run: RunConfig) -> tuple[int, int]:
+def restore(
+    state, actor, learner, checkpointer: RunCheckpointer, run: RunConfig
+) -> tuple[int, int]:
     actor.load_state_dict(state["actor"])
     learner.load_state_dict(state["learner"])
     checkpoint.restore_torch_rng(state["torch_rng"])
