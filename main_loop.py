@@ -113,11 +113,12 @@ def run_single_thread_training(
     """The DQN loop: act, learn every few steps, evaluate, checkpoint. Returns each row."""
     runner = EnvRunner(train_env)
     scheduler = UpdateScheduler(agent_steps_per_update)
+    # One tracker for the whole run: a game that spans two iterations is counted whole.
+    train_tracker = EpisodeTracker(train_env.num_envs)
     total_steps = start_step
     rows = []
     for iteration in range(start_iteration + 1, schedule.num_iterations + 1):
         started = time.monotonic()
-        train_tracker = EpisodeTracker(train_env.num_envs)
         learner_stats = ScalarAverager()
 
         def learn(new_steps: int, stats: ScalarAverager = learner_stats) -> None:
@@ -131,7 +132,7 @@ def run_single_thread_training(
         total_steps += steps
         save_checkpoint(iteration, total_steps)
         row = {
-            **train_tracker.statistics("train"),
+            **train_tracker.take_statistics("train"),
             **learner_stats.means("learner"),
             **eval_tracker.statistics("eval"),
             "train/steps_per_second": steps / max(train_seconds, 1e-9),

@@ -43,6 +43,12 @@ class EpisodeTracker:
             self.episode_returns.append(float(self._returns[env]))
             self.episode_lengths.append(int(self._lengths[env]))
 
+    def take_statistics(self, prefix: str) -> dict[str, float]:
+        """Statistics of the games finished since the last call; games in progress carry on."""
+        stats = self.statistics(prefix)
+        self.episode_returns, self.episode_lengths = [], []
+        return stats
+
     def statistics(self, prefix: str) -> dict[str, float]:
         returns = self.episode_returns
         return {
