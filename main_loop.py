@@ -96,6 +96,26 @@ class UpdateScheduler:
         return due
 
 
+class FeedLearner:
+    """Runs an actor that emits payloads (chunks) in-process, storing them for the learner.
+
+    This lets the single-thread loop train agents built for the multi-process loop (R2D2 and
+    its successors), which is how their learning tests run deterministically.
+    """
+
+    def __init__(self, actor, learner) -> None:
+        self.actor = actor
+        self.learner = learner
+
+    def reset(self) -> None:
+        self.actor.reset()
+
+    def step(self, timestep) -> np.ndarray:
+        actions = self.actor.step(timestep)
+        self.learner.ingest(self.actor.drain())
+        return actions
+
+
 def run_single_thread_training(
     *,
     schedule: IterationSchedule,
