@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing as std_mp
+import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from multiprocessing import connection as mp_connection
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import torch
+import torch.multiprocessing as mp
 from absl import logging
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from errors import UserError
 from tracker import EpisodeTracker, MetricsWriter, ProgressPrinter, ScalarAverager
 
 
@@ -195,17 +202,6 @@ def log_iteration(iteration: int, total_steps: int, row: Mapping[str, Any]) -> N
 # - Every wait has a timeout; the learner blocks in `connection.wait` only when it has nothing
 #   to learn from, so there is no busy-waiting.
 # ==================================================================================================
-
-import multiprocessing as std_mp  # noqa: E402
-import signal  # noqa: E402
-from multiprocessing import connection as mp_connection  # noqa: E402
-from typing import NamedTuple  # noqa: E402
-
-import torch  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-from torch.nn.utils import parameters_to_vector, vector_to_parameters  # noqa: E402
-
-from errors import UserError  # noqa: E402
 
 
 class ActorFailure(UserError):
