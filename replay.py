@@ -12,6 +12,10 @@ Layering:
   transitions over them, frame stacks rebuilt at sample time.
 * `compress_frame` / `decompress_frame` — the frame codec, exported so that actor processes can
   compress before sending.
+* `ChunkBuilder` → `SequenceAssembler` → `SequenceReplay` — R2D2's path: actors cut each
+  environment stream into episode-aligned `Chunk`s, the learner assembles them into overlapping
+  burn-in + learning `Sequence`s that share (never copy) the chunks' frames and recurrent states,
+  and the replay samples time-major `SequenceBatch`es; `sequence_priorities` is R2D2's priority.
 
 Timestep convention (dm_env style), used by `NStepAccumulator` and `TransitionReplay.add`: the
 timestep at time t carries the observation s_t, the reward r_t and the discount d_t of the
@@ -21,23 +25,31 @@ episode ends at s_t) and the action a_t the agent chose at s_t (meaningless when
 
 from __future__ import annotations
 
+import collections.abc
 import itertools
+import math
 import sys
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import snappy
 
 __all__ = [
+    "Chunk",
+    "ChunkBuilder",
     "FinishedTransitions",
     "NStepAccumulator",
     "PrioritizedSampler",
+    "Sequence",
+    "SequenceAssembler",
+    "SequenceBatch",
+    "SequenceReplay",
     "SumTree",
     "Transition",
     "TransitionReplay",
     "compress_frame",
     "decompress_frame",
+    "sequence_priorities",
 ]
 
 # The step index within an episode is stored in a uint8; stacks only need to know whether the
@@ -55,7 +67,9 @@ def compress_frame(frame: np.ndarray) -> bytes:
     return snappy.compress(np.ascontiguousarray(frame).tobytes())
 
 
-def decompress_frame(data: bytes, shape: Sequence[int], dtype: np.dtype | type) -> np.ndarray:
+def decompress_frame(
+    data: bytes, shape: collections.abc.Sequence[int], dtype: np.dtype | type
+) -> np.ndarray:
     """Inverse of `compress_frame`; returns a writable array of `shape` and `dtype`."""
     frame = np.frombuffer(snappy.decompress(data), dtype=dtype)
     return frame.reshape(shape).copy()
@@ -529,7 +543,7 @@ class TransitionReplay:
         self,
         capacity: int,
         num_streams: int,
-        observation_shape: Sequence[int],
+        observation_shape: collections.abc.Sequence[int],
         observation_dtype: np.dtype | type,
         frame_stack: int,
         n_step: int,
@@ -655,7 +669,7 @@ class TransitionReplay:
 
     def add_compressed(
         self,
-        frames: Sequence[bytes],
+        frames: collections.abc.Sequence[bytes],
         reward: np.ndarray,
         discount: np.ndarray,
         first: np.ndarray,
@@ -876,3 +890,569 @@ class TransitionReplay:
 
 def _sub_state(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+# --------------------------------------------------------------------------------------------
+# Sequence replay (R2D2)
+# --------------------------------------------------------------------------------------------
+#
+# Steps are numbered from 0 within an episode. Every chunk but an episode's last holds exactly
+# C = gcd(burn_in, period, sequence_length) steps, so chunk i holds steps [i·C, i·C + C) and
+# every window boundary (burn-in start, learning start, full learning end) is a chunk boundary.
+# Sequence j of an episode learns on [j·period, j·period + sequence_length) and burns in on
+# [j·period − burn_in, j·period) (nothing for j = 0). A frame is one `bytes` object from the
+# chunk that carried it; sequences hold references, so a frame seen by ~3 overlapping sequences
+# is stored once, and the recurrent state is stored only at chunk starts.
+
+
+class Chunk(NamedTuple):
+    """Up to chunk_length consecutive steps of ONE episode of ONE stream (L steps)."""
+
+    stream: int  # unique id of the (actor, environment) stream
+    episode: int  # episode counter within the stream
+    index: int  # chunk number within the episode: 0, 1, 2, ...
+    frames: tuple[bytes, ...]  # [L] newest frame per step, compress_frame()'d or raw tobytes()
+    actions: np.ndarray  # [L] int16: action taken at each step (meaningless at the final step)
+    rewards: np.ndarray  # [L] float32: reward INTO each step's observation (0 at episode start)
+    discounts: np.ndarray  # [L] float32: discount INTO each observation (0 after game over)
+    prev_action: int  # action taken just before the first step (0 at an episode start)
+    start_state: np.ndarray  # [2, H] float32: recurrent (h, c) consumed at the first step
+    last: bool  # the episode ended at this chunk's final step
+
+
+class ChunkBuilder:
+    """Actor side, one per environment stream: cuts the stream into episode-aligned chunks.
+
+    Frames are encoded here (snappy when `compress`) so that actors, not the learner, pay for
+    compression and only compressed bytes cross the process boundary.
+    """
+
+    def __init__(self, stream: int, chunk_length: int, compress: bool) -> None:
+        if chunk_length < 1:
+            raise ValueError(f"chunk_length must be >= 1, got {chunk_length}")
+        self._stream = int(stream)
+        self._chunk_length = int(chunk_length)
+        self._compress = bool(compress)
+        self._episode = -1
+        self._index = 0
+        self._in_episode = False  # a step was seen since the last `last`
+        self._prev_action = 0  # the action of the latest step, the next chunk's prev_action
+        self._clear_buffer()
+
+    @property
+    def episode(self) -> int:
+        """Current episode number (-1 before the first step)."""
+        return self._episode
+
+    def append(
+        self,
+        frame: np.ndarray,
+        action: int,
+        reward: float,
+        discount: float,
+        first: bool,
+        last: bool,
+        state: np.ndarray,
+    ) -> Chunk | None:
+        """Adds one step; returns a chunk when one is finished (chunk_length steps, or `last`).
+
+        frame: the newest frame (e.g. [84, 84] uint8) or a whole vector observation; state:
+        [2, H], the recurrent state the network consumed at this step. A step after `last`
+        (or the stream's very first step) starts an episode even if `first` is not set.
+        """
+        if first or not self._in_episode:
+            self._start_episode()
+        episode_start = self._index == 0 and not self._frames
+        if not self._frames:
+            state = np.array(state, dtype=np.float32)  # a copy: actors reuse their buffers
+            if state.ndim != 2 or state.shape[0] != 2:
+                raise ValueError(f"state must be [2, H], got {state.shape}")
+            self._start_state = state
+            self._start_prev_action = self._prev_action
+        self._frames.append(self._encode(frame))
+        self._actions.append(int(action))
+        # Nothing leads INTO an episode's first observation: reward 0, discount 1.
+        self._rewards.append(0.0 if episode_start else float(reward))
+        self._discounts.append(1.0 if episode_start else float(discount))
+        self._prev_action = int(action)
+        if last:
+            self._in_episode = False
+        if last or len(self._frames) == self._chunk_length:
+            return self._flush(bool(last))
+        return None
+
+    def _start_episode(self) -> None:
+        # A half-built chunk of the previous episode (no `last` seen) is dropped.
+        self._episode += 1
+        self._index = 0
+        self._in_episode = True
+        self._prev_action = 0
+        self._clear_buffer()
+
+    def _encode(self, frame: np.ndarray) -> bytes:
+        if self._compress:
+            return compress_frame(frame)
+        return np.ascontiguousarray(frame).tobytes()
+
+    def _flush(self, last: bool) -> Chunk:
+        actions = np.array(self._actions, dtype=np.int64)
+        if actions.min() < np.iinfo(np.int16).min or actions.max() > np.iinfo(np.int16).max:
+            raise ValueError("actions must fit in int16")
+        chunk = Chunk(
+            stream=self._stream,
+            episode=self._episode,
+            index=self._index,
+            frames=tuple(self._frames),
+            actions=actions.astype(np.int16),
+            rewards=np.array(self._rewards, dtype=np.float32),
+            discounts=np.array(self._discounts, dtype=np.float32),
+            prev_action=self._start_prev_action,
+            start_state=self._start_state,
+            last=last,
+        )
+        self._index += 1
+        self._clear_buffer()
+        return chunk
+
+    def _clear_buffer(self) -> None:
+        self._frames: list[bytes] = []
+        self._actions: list[int] = []
+        self._rewards: list[float] = []
+        self._discounts: list[float] = []
+        self._start_state: np.ndarray | None = None
+        self._start_prev_action = 0
+
+
+class Sequence(NamedTuple):
+    """One stored item: N = burn_in_length + learn length consecutive steps of one episode.
+
+    (Shadows `collections.abc.Sequence` in this module; that one is spelled out in full.)
+    """
+
+    frames: tuple[bytes | None, ...]  # [frame_stack − 1 + N]; None = zero frame (pre-episode)
+    actions: np.ndarray  # [N] int16
+    rewards: np.ndarray  # [N] float32
+    discounts: np.ndarray  # [N] float32
+    prev_action: int  # action before the first of the N steps
+    start_state: np.ndarray  # [2, H], at the first of the N steps (the chunk's own array)
+    burn_in_length: int  # 0 (starts at the episode start) or burn_in
+
+
+class _EpisodeHistory:
+    """What the assembler keeps of one stream's current episode."""
+
+    def __init__(self, episode: int) -> None:
+        self.episode = episode
+        self.next_index = 0  # the chunk index that continues the history
+        self.chunks: dict[int, Chunk] = {}  # chunk index -> chunk, only those still needed
+        self.next_sequence = 0  # j of the next sequence to emit
+
+    def continues(self, chunk: Chunk) -> bool:
+        return chunk.episode == self.episode and chunk.index == self.next_index
+
+
+class SequenceAssembler:
+    """Learner side: turns each stream's chunks into overlapping burn-in + learning sequences.
+
+    Per stream it keeps the current episode's chunks still needed by the next sequence (its
+    burn-in, learning window and frame-stack prefix) and emits each sequence exactly once, as
+    soon as its window is complete, or truncated when the episode ends.
+    """
+
+    def __init__(self, burn_in: int, sequence_length: int, period: int, frame_stack: int) -> None:
+        if burn_in < 0 or sequence_length < 1 or period < 1 or frame_stack < 1:
+            raise ValueError("need burn_in >= 0 and sequence_length, period, frame_stack >= 1")
+        if burn_in > period:
+            # Then a burn-in never reaches before the episode start: it is empty or whole.
+            raise ValueError(f"burn_in ({burn_in}) must not exceed period ({period})")
+        self.burn_in = int(burn_in)
+        self.sequence_length = int(sequence_length)
+        self.period = int(period)
+        self.frame_stack = int(frame_stack)
+        self.chunk_length = math.gcd(self.burn_in, self.period, self.sequence_length)
+        self.dropped_chunks = 0  # chunks that could not continue any history
+        self._streams: dict[int, _EpisodeHistory] = {}
+
+    def add(self, chunk: Chunk) -> list[Sequence]:
+        """Consumes one chunk; returns the sequences it completed (possibly none)."""
+        self._check_length(chunk)
+        history = self._streams.get(chunk.stream)
+        if history is None or not history.continues(chunk):
+            # A gap, a repeat or an actor restart: whatever was pending is unusable.
+            self._streams.pop(chunk.stream, None)
+            if chunk.index != 0:
+                self.dropped_chunks += 1
+                return []
+            history = self._streams[chunk.stream] = _EpisodeHistory(chunk.episode)
+        history.chunks[chunk.index] = chunk
+        history.next_index = chunk.index + 1
+        num_steps = chunk.index * self.chunk_length + len(chunk.frames)
+        sequences = self._emit_complete(history, num_steps)
+        if chunk.last:
+            sequences += self._emit_final(history, num_steps)
+            del self._streams[chunk.stream]
+        else:
+            self._forget_unneeded(history)
+        return sequences
+
+    def _check_length(self, chunk: Chunk) -> None:
+        length = len(chunk.frames)
+        if not len(chunk.actions) == len(chunk.rewards) == len(chunk.discounts) == length:
+            raise ValueError("chunk fields have different lengths")
+        # Only an episode's final chunk may be short: window boundaries rely on it.
+        if not (length == self.chunk_length or (chunk.last and 1 <= length < self.chunk_length)):
+            raise ValueError(
+                f"chunk of {length} steps (last={chunk.last}) does not fit chunk_length "
+                f"{self.chunk_length}: actors and learner disagree on the configuration"
+            )
+
+    def _emit_complete(self, history: _EpisodeHistory, num_steps: int) -> list[Sequence]:
+        """Sequences whose whole learning window has arrived."""
+        sequences = []
+        while self._learn_start(history.next_sequence) + self.sequence_length <= num_steps:
+            end = self._learn_start(history.next_sequence) + self.sequence_length
+            sequences.append(self._sequence(history, history.next_sequence, end))
+            history.next_sequence += 1
+        return sequences
+
+    def _emit_final(self, history: _EpisodeHistory, num_steps: int) -> list[Sequence]:
+        """At the episode end: the remaining windows holding at least one transition."""
+        sequences = []
+        while self._learn_start(history.next_sequence) + 2 <= num_steps:
+            sequences.append(self._sequence(history, history.next_sequence, num_steps))
+            history.next_sequence += 1
+        return sequences
+
+    def _learn_start(self, j: int) -> int:
+        return j * self.period
+
+    def _burn_in_start(self, j: int) -> int:
+        return max(0, j * self.period - self.burn_in)
+
+    def _sequence(self, history: _EpisodeHistory, j: int, end: int) -> Sequence:
+        """Sequence j covering steps [burn-in start, end), from references into the chunks."""
+        start = self._burn_in_start(j)
+        size = self.chunk_length
+        chunks = [history.chunks[i] for i in range(start // size, (end - 1) // size + 1)]
+        # `start` is a chunk boundary and `end` is one too or the episode end, so the chunks
+        # hold exactly the steps [start, end).
+        if sum(len(c.frames) for c in chunks) != end - start:
+            raise AssertionError("sequence window is not aligned to chunks")
+        lag = range(start - self.frame_stack + 1, start)
+        prefix = tuple(self._frame_at(history, step) for step in lag)
+        return Sequence(
+            frames=prefix + tuple(itertools.chain.from_iterable(c.frames for c in chunks)),
+            actions=np.concatenate([c.actions for c in chunks]),
+            rewards=np.concatenate([c.rewards for c in chunks]),
+            discounts=np.concatenate([c.discounts for c in chunks]),
+            prev_action=int(chunks[0].prev_action),
+            start_state=chunks[0].start_state,
+            burn_in_length=self._learn_start(j) - start,
+        )
+
+    def _frame_at(self, history: _EpisodeHistory, step: int) -> bytes | None:
+        if step < 0:
+            return None  # before the episode's first frame: zero padding
+        return history.chunks[step // self.chunk_length].frames[step % self.chunk_length]
+
+    def _forget_unneeded(self, history: _EpisodeHistory) -> None:
+        # The next sequence reads from its frame-stack prefix onwards; older chunks are done.
+        first_needed = self._burn_in_start(history.next_sequence) - (self.frame_stack - 1)
+        first_index = max(0, first_needed) // self.chunk_length
+        for index in [i for i in history.chunks if i < first_index]:
+            del history.chunks[index]
+
+
+class SequenceBatch(NamedTuple):
+    """Time-major batch of B sequences, T = burn_in + sequence_length rows, padded.
+
+    Rows [0, burn_in) are the burn-in region and rows [burn_in, T) the learning region. An item
+    with a burn-in fills rows [0, burn_in) with it; an item without one (it starts at its
+    episode's start) leaves them as padding. Learning steps start at row burn_in and are padded
+    after a truncated (episode-end) window. Padding: zero frames, action/prev_action/reward/
+    discount 0, mask False.
+    """
+
+    observation: np.ndarray  # [T, B, frame_stack, *frame_shape] ([T, B, *frame_shape] if stack 1)
+    action: np.ndarray  # [T, B] int64
+    prev_action: np.ndarray  # [T, B] int64, the action at t − 1 (the item's prev_action first)
+    reward: np.ndarray  # [T, B] float32, reward INTO each observation
+    discount: np.ndarray  # [T, B] float32, discount INTO each observation
+    mask: np.ndarray  # [T, B] bool, real steps
+    burn_in_length: np.ndarray  # [B] int64, 0 or burn_in
+    start_state: np.ndarray  # [B, 2, H] float32, the state at each item's first real row
+
+
+class _FlatSteps(NamedTuple):
+    """Where the concatenated steps of a batch's items go: all arrays [M], M = Σ N_i."""
+
+    rows: np.ndarray  # batch row of each step
+    cols: np.ndarray  # batch column (item) of each step
+    first: np.ndarray  # [B] flat index of each item's first step
+
+
+class SequenceReplay:
+    """Prioritized ring of `Sequence`s (capacity in sequences) with frame stacks rebuilt, and
+    frames decoded, at sample time.
+
+    Items are written in order into ring slot w mod capacity, w being the write counter, so the
+    oldest item is the one overwritten. `sample` returns write counters ("keys") as its slots:
+    key mod capacity is the ring slot, and a key older than the last `capacity` writes names an
+    item that has since been overwritten, which lets `update_priorities` skip it exactly.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        burn_in: int,
+        sequence_length: int,
+        frame_shape: tuple[int, ...],
+        frame_dtype: np.dtype | type,
+        frame_stack: int,
+        compress: bool,
+        priority_exponent: float,
+        seed: int,
+    ) -> None:
+        if capacity < 1 or burn_in < 0 or sequence_length < 1 or frame_stack < 1:
+            raise ValueError("need capacity, sequence_length, frame_stack >= 1 and burn_in >= 0")
+        self._capacity = int(capacity)
+        self._burn_in = int(burn_in)
+        self._sequence_length = int(sequence_length)
+        self._frame_shape = tuple(int(d) for d in frame_shape)
+        self._dtype = np.dtype(frame_dtype)
+        self._frame_bytes = int(np.prod(self._frame_shape)) * self._dtype.itemsize
+        self._frame_stack = int(frame_stack)
+        self._compress = bool(compress)
+        self._items = np.full(self._capacity, None, dtype=object)
+        self._num_writes = 0
+        self._sampler = PrioritizedSampler(self._capacity, priority_exponent, seed=seed)
+
+    # -- sizes ----------------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def size(self) -> int:
+        """Number of sequences stored."""
+        return min(self._num_writes, self._capacity)
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def sampler(self) -> PrioritizedSampler:
+        """The slot sampler (ring slots, not keys); for tests and diagnostics."""
+        return self._sampler
+
+    def memory_breakdown(self) -> dict[str, int]:
+        """Estimated resident bytes by part; shared objects are counted once (by id()).
+
+        frames: sys.getsizeof of each distinct frame `bytes` object (payload + header).
+        states: each distinct start_state array (header + data).
+        arrays: every item's actions/rewards/discounts (header + data).
+        items: every item's Sequence tuple and frames tuple (the per-frame pointers).
+        index: the ring's object array of item pointers and the sampler's sum tree.
+        Small ints (prev_action, burn_in_length) are CPython's cached singletons: 0 bytes.
+        """
+        items = self._stored_items()
+        states = {id(item.start_state): item.start_state for item in items}
+        return {
+            "frames": sum(map(sys.getsizeof, self._distinct_frames(items).values())),
+            "states": sum(_array_bytes(state) for state in states.values()),
+            "arrays": sum(
+                _array_bytes(item.actions)
+                + _array_bytes(item.rewards)
+                + _array_bytes(item.discounts)
+                for item in items
+            ),
+            "items": sum(sys.getsizeof(item) + sys.getsizeof(item.frames) for item in items),
+            "index": self._items.nbytes + self._sampler.nbytes,
+        }
+
+    def memory_bytes(self) -> int:
+        """Estimated resident bytes (see `memory_breakdown`); O(stored frame references)."""
+        return sum(self.memory_breakdown().values())
+
+    def num_stored_steps(self) -> int:
+        """Distinct agent steps held: distinct frame objects referenced (zero frames aside)."""
+        return len(self._distinct_frames(self._stored_items()))
+
+    def bytes_per_stored_step(self) -> float:
+        """memory_bytes() / num_stored_steps() (nan while nothing is stored)."""
+        steps = self.num_stored_steps()
+        return self.memory_bytes() / steps if steps else float("nan")
+
+    def _stored_items(self) -> list[Sequence]:
+        return [item for item in self._items if item is not None]
+
+    @staticmethod
+    def _distinct_frames(items: list[Sequence]) -> dict[int, bytes]:
+        frames = {id(f): f for f in itertools.chain.from_iterable(i.frames for i in items)}
+        frames.pop(id(None), None)
+        return frames
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def add(self, sequences: list[Sequence], priorities: np.ndarray | None = None) -> None:
+        """Appends sequences, overwriting the oldest ones once full.
+
+        priorities: [len(sequences)] raw priorities, or None for the sampler's max priority.
+        """
+        if not sequences:
+            return
+        for sequence in sequences:
+            self._check(sequence)
+        if priorities is not None:
+            priorities = np.asarray(priorities, dtype=np.float64).reshape(-1)
+            if priorities.shape[0] != len(sequences):
+                raise ValueError(f"{len(sequences)} sequences but {priorities.shape[0]} priorities")
+        slots = (self._num_writes + np.arange(len(sequences))) % self._capacity
+        for slot, sequence in zip(slots, sequences, strict=True):
+            self._items[slot] = sequence
+        self._num_writes += len(sequences)
+        # The tree keeps the last of duplicate slots, like the ring (more items than capacity).
+        if priorities is None:
+            self._sampler.set_max_priority(slots)
+        else:
+            self._sampler.set_priorities(slots, priorities)
+
+    def _check(self, sequence: Sequence) -> None:
+        steps = len(sequence.actions)
+        learn = steps - sequence.burn_in_length
+        if sequence.burn_in_length not in (0, self._burn_in):
+            raise ValueError(
+                f"burn_in_length {sequence.burn_in_length} not in (0, {self._burn_in})"
+            )
+        if not 1 <= learn <= self._sequence_length:
+            raise ValueError(f"learning length {learn} not in [1, {self._sequence_length}]")
+        if not len(sequence.rewards) == len(sequence.discounts) == steps:
+            raise ValueError("sequence fields have different lengths")
+        if len(sequence.frames) != self._frame_stack - 1 + steps:
+            raise ValueError(
+                f"{len(sequence.frames)} frames for {steps} steps and frame_stack "
+                f"{self._frame_stack}: expected {self._frame_stack - 1 + steps}"
+            )
+        if np.ndim(sequence.start_state) != 2 or np.shape(sequence.start_state)[0] != 2:
+            raise ValueError(f"start_state must be [2, H], got {np.shape(sequence.start_state)}")
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def sample(
+        self, batch_size: int, importance_sampling_exponent: float
+    ) -> tuple[SequenceBatch, np.ndarray, np.ndarray]:
+        """Samples B sequences: (batch, keys [B] int64, IS weights [B] float32)."""
+        slots, weights = self._sampler.sample(batch_size, importance_sampling_exponent)
+        return self.gather(slots), self._keys(slots), weights
+
+    def gather(self, slots: np.ndarray) -> SequenceBatch:
+        """The batch of the items in ring slots [B] (which must hold items)."""
+        items = [self._items[slot] for slot in np.asarray(slots, dtype=np.int64).reshape(-1)]
+        if any(item is None for item in items):
+            raise IndexError("gather of an empty slot")
+        layout = self._layout(items)
+        shape = (self._burn_in + self._sequence_length, len(items))
+
+        def scatter(values: np.ndarray, dtype: type) -> np.ndarray:
+            out = np.zeros(shape, dtype=dtype)
+            out[layout.rows, layout.cols] = values
+            return out
+
+        actions = np.concatenate([item.actions for item in items]).astype(np.int64)
+        prev_actions = np.empty_like(actions)
+        prev_actions[1:] = actions[:-1]  # within an item, the previous step's action ...
+        prev_actions[layout.first] = [item.prev_action for item in items]  # ... else the item's
+        mask = np.zeros(shape, dtype=bool)
+        mask[layout.rows, layout.cols] = True
+        return SequenceBatch(
+            observation=self._observations(items, layout, shape),
+            action=scatter(actions, np.int64),
+            prev_action=scatter(prev_actions, np.int64),
+            reward=scatter(np.concatenate([item.rewards for item in items]), np.float32),
+            discount=scatter(np.concatenate([item.discounts for item in items]), np.float32),
+            mask=mask,
+            burn_in_length=np.array([item.burn_in_length for item in items], dtype=np.int64),
+            start_state=np.stack([item.start_state for item in items]).astype(np.float32),
+        )
+
+    def update_priorities(self, slots: np.ndarray, priorities: np.ndarray) -> None:
+        """Sets raw priorities [B] of the items with keys [B] (as `sample` returned them);
+        keys of items overwritten since they were sampled are ignored."""
+        keys = np.asarray(slots, dtype=np.int64).reshape(-1)
+        priorities = np.asarray(priorities, dtype=np.float64).reshape(-1)
+        if keys.shape != priorities.shape:
+            raise ValueError(f"{keys.shape[0]} keys but {priorities.shape[0]} priorities")
+        if np.any(keys >= self._num_writes) or np.any(keys < 0):
+            raise IndexError("key of an item never written")
+        live = keys >= self._num_writes - self._capacity
+        self._sampler.set_priorities(keys[live] % self._capacity, priorities[live])
+
+    def _keys(self, slots: np.ndarray) -> np.ndarray:
+        """Ring slots [B] -> write counters [B] of the items they now hold."""
+        newest = self._num_writes - 1
+        return newest - (newest - slots) % self._capacity
+
+    def _layout(self, items: list[Sequence]) -> _FlatSteps:
+        """Rows and columns of the items' concatenated steps (burn-in ends at row burn_in)."""
+        lengths = np.array([len(item.actions) for item in items], dtype=np.int64)
+        burn_in = np.array([item.burn_in_length for item in items], dtype=np.int64)
+        first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        cols = np.repeat(np.arange(len(items)), lengths)
+        step = np.arange(lengths.sum()) - first[cols]
+        rows = (self._burn_in - burn_in)[cols] + step
+        return _FlatSteps(rows=rows, cols=cols, first=first)
+
+    def _observations(
+        self, items: list[Sequence], layout: _FlatSteps, shape: tuple[int, int]
+    ) -> np.ndarray:
+        """[T, B, frame_stack, *frame_shape] stacks: a sliding window of frame_stack over each
+        item's (prefix + N) frames; each distinct frame is decoded once per batch."""
+        frames = list(itertools.chain.from_iterable(item.frames for item in items))
+        decoded, frame_rows = self._decode_distinct(frames)
+        # Item i's frames start at flat position first_i + i·(frame_stack − 1); the stack of its
+        # step s is the window of frame_stack frames starting s positions later.
+        windows = np.lib.stride_tricks.sliding_window_view(frame_rows, self._frame_stack)
+        starts = np.arange(len(layout.rows)) + layout.cols * (self._frame_stack - 1)
+        stack_rows = np.zeros((*shape, self._frame_stack), dtype=np.int64)  # row 0: zero frame
+        stack_rows[layout.rows, layout.cols] = windows[starts]
+        observation = np.take(decoded, stack_rows, axis=0)
+        return observation[:, :, 0] if self._frame_stack == 1 else observation
+
+    def _decode_distinct(self, frames: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Decodes each distinct frame object once: returns (decoded [D + 1, *frame_shape] with
+        a zero frame at row 0, the row of each of `frames` [F] int64)."""
+        ids = np.fromiter(map(id, frames), dtype=np.uint64, count=len(frames))
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        zero = bytes(self._frame_bytes)
+        payloads = [zero, *(self._decode(frames[i]) for i in first.tolist())]
+        if any(len(p) != self._frame_bytes for p in payloads):
+            raise ValueError(f"a stored frame does not decode to {self._frame_bytes} bytes")
+        decoded = np.frombuffer(b"".join(payloads), dtype=self._dtype)
+        return decoded.reshape(-1, *self._frame_shape), inverse.reshape(-1).astype(np.int64) + 1
+
+    def _decode(self, frame: bytes | None) -> bytes:
+        if frame is None:
+            return bytes(self._frame_bytes)
+        return snappy.decompress(frame) if self._compress else frame
+
+
+def _array_bytes(array: np.ndarray) -> int:
+    """Header plus data bytes of an array (a view's data is counted too, as if it owned it)."""
+    return sys.getsizeof(array) + (0 if array.flags.owndata else array.nbytes)
+
+
+def sequence_priorities(abs_td: np.ndarray, mask: np.ndarray, eta: float = 0.9) -> np.ndarray:
+    """R2D2's priority p = η·max_t|δ_t| + (1 − η)·mean_t|δ_t| over each sequence's valid steps.
+
+    abs_td: [T, B] |TD errors|; mask: [T, B] bool, valid steps. Returns [B] float64; a sequence
+    with no valid step gets 0.
+    """
+    abs_td = np.abs(np.asarray(abs_td, dtype=np.float64))
+    mask = np.asarray(mask, dtype=bool)
+    if abs_td.shape != mask.shape:
+        raise ValueError(f"abs_td shape {abs_td.shape} != mask shape {mask.shape}")
+    masked = np.where(mask, abs_td, 0.0)  # |δ| >= 0, so zeros never raise the max
+    count = mask.sum(axis=0)
+    mean = masked.sum(axis=0) / np.maximum(count, 1)
+    return np.where(count > 0, eta * masked.max(axis=0, initial=0.0) + (1 - eta) * mean, 0.0)
