@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing as std_mp
+import os
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -80,9 +81,10 @@ class EnvRunner:
 
 def evaluate(env, actor: ActorLike, num_steps: int) -> EpisodeTracker:
     """Plays `num_steps` from fresh episodes; only games that finish are counted."""
+    if num_steps <= 0:
+        return EpisodeTracker(1)
     tracker = EpisodeTracker(env.num_envs)
-    if num_steps > 0:
-        EnvRunner(env).run(actor, num_steps, tracker)
+    EnvRunner(env).run(actor, num_steps, tracker)
     return tracker
 
 
@@ -262,6 +264,7 @@ class ParallelConfig:
     publish_period: int = 1  # Learner updates between weight publications.
     wait_timeout_s: float = 1.0
     shutdown_timeout_s: float = 8.0
+    learner_threads: int = 0  # Torch CPU threads of the learner; 0: the cores actors leave.
 
     def __post_init__(self) -> None:
         if self.num_actors < 1:
@@ -497,6 +500,10 @@ class ParallelTrainer:
     ) -> None:
         self.config = config
         self.learner = learner
+        # Oversubscribed cores make torch's spinning worker threads crawl, so the learner
+        # takes only the cores the actor processes leave free.
+        cores = len(os.sched_getaffinity(0))
+        torch.set_num_threads(config.learner_threads or max(1, cores - config.num_actors))
         self.weights = SharedWeights(learner.network)
         self.weights.publish(learner.network)
         self.pool = ActorPool(config, actor_factory, self.weights, seed)
@@ -549,7 +556,8 @@ class ParallelTrainer:
             "actors/restarts": float(self.pool.total_restarts),
         }
         for index, returns in sorted(per_actor.items()):
-            rates[f"actor_{index}/episode_return"] = float(np.mean(returns))
+            if returns:
+                rates[f"actor_{index}/episode_return"] = float(np.mean(returns))
         return games, learner_stats.means("learner"), rates
 
     def _ingest(self, message: ActorMessage, games: EpisodeTracker, per_actor) -> None:

@@ -8,8 +8,9 @@ import torch
 
 import gym_env
 from agents.dqn.agent import DqnConfig, build_agent
-from greedy_actors import EpsilonGreedyActor
-from main_loop import IterationSchedule, evaluate, run_single_thread_training
+from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
+from greedy_actors import EpsilonGreedyActor, RecurrentEpsilonGreedyActor
+from main_loop import FeedLearner, IterationSchedule, evaluate, run_single_thread_training
 from tracker import MetricsWriter
 
 CPU = torch.device("cpu")
@@ -79,3 +80,53 @@ def test_dqn_learns_cartpole():
     actor = EpsilonGreedyActor(learner.network, 0.0, 0, CPU)
     returns = greedy_returns(eval_env, actor, num_episodes=20)
     assert np.mean(returns) >= 475, returns
+
+
+def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
+    """Single-thread R2D2 (the same Actor and Learner the actor processes run)."""
+    torch.manual_seed(seed)
+    config = R2d2Config(
+        discount=0.99,
+        n_step=3,
+        burn_in=10,
+        sequence_length=20,
+        replay_period=10,
+        batch_size=32,
+        replay_capacity=5_000,
+        min_replay_size=200,
+        learning_rate=1e-3,
+        adam_eps=1e-8,
+        target_update_period=200,
+    )
+    spec = gym_env.EnvSpec(classic_name="CartPole-v1", hide_velocity=True)
+    env, actor = ActorFactory(config, spec, num_envs=4, num_actors=1)(0, seed)
+    learner = build_learner(
+        config, env.observation_shape, env.observation_dtype, env.num_actions, seed, CPU
+    )
+    actor.network = learner.network  # In-process: act with the learner's weights directly.
+    run_single_thread_training(
+        schedule=IterationSchedule(num_steps // 5_000, 5_000, 0),
+        actor=FeedLearner(actor, learner),
+        learner=learner,
+        agent_steps_per_update=8,
+        train_env=env,
+        eval_env=None,
+        eval_actor=None,
+        save_checkpoint=lambda iteration, steps: None,
+        writer=MetricsWriter(None, None),
+    )
+    return learner, spec.create(1, seed + 100)
+
+
+@pytest.mark.slow
+def test_r2d2_learns_a_task_that_needs_memory_and_dqn_does_not():
+    """CartPole with the velocities hidden: only a recurrent agent can infer them."""
+    budget = 25_000
+    learner, eval_env = train_r2d2_on_hidden_velocity_cartpole(budget, seed=0)
+    r2d2_returns = greedy_returns(
+        eval_env, RecurrentEpsilonGreedyActor(learner.network, 0.0, 0, CPU), 10
+    )
+    dqn, dqn_eval_env = train_dqn_on("CartPole-v1", hide_velocity=True, num_steps=budget, seed=0)
+    dqn_returns = greedy_returns(dqn_eval_env, EpsilonGreedyActor(dqn.network, 0.0, 0, CPU), 10)
+    assert np.mean(r2d2_returns) >= 300, r2d2_returns
+    assert np.mean(dqn_returns) < 150, dqn_returns
