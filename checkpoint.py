@@ -13,6 +13,7 @@ import os
 import pathlib
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,14 +58,35 @@ def load(path: pathlib.Path, expected_metadata: Mapping[str, Any]) -> dict[str, 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about foreign pickle protocols; the CLIs must print one line only.
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files.
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({reason})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable ({_load_failure(error)})"
+        ) from None
     if not isinstance(payload, dict) or "metadata" not in payload or "state" not in payload:
         raise CheckpointError(f"checkpoint {path} is not a checkpoint of this library")
     check_metadata(path, payload["metadata"], expected_metadata)
     return payload["state"]
+
+
+def _load_failure(error: Exception) -> str:
+    """The informative line of a torch.load error. A weights_only refusal starts with advice to
+    load unsafely and hides its reason further down; report that reason instead."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if lines[0].startswith("Weights only load failed"):
+        reasons = [
+            line
+            for line in lines[1:]
+            if not line.startswith(("Please file an issue", "Check the documentation"))
+        ]
+        detail = reasons[0] if reasons else "unsupported content"
+        return f"not plain tensors and numbers, refused by safe loading: {detail}"
+    return lines[0]
 
 
 def check_metadata(

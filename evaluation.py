@@ -66,6 +66,11 @@ def recording_environment(state: dict[str, Any]):
     atari = dataclasses.replace(
         atari, max_episode_frames=FLAGS.max_episode_frames, terminal_on_life_loss=False
     )
+    # The Python ALE prints a banner to stderr at INFO level, which would turn a later
+    # one-line error (a network that does not fit) into three lines; keep warnings only.
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
     return gym_env.create_atari_environment(atari, 1, FLAGS.seed, render=True)
 
 
@@ -120,7 +125,11 @@ def run_evaluation(agent: str, make_actor: Callable[[dict[str, Any], Any], Any])
     """Loads the checkpoint, builds the actor with make_actor(state, env), plays, records."""
     path, state = load_for_evaluation(agent)
     with recording_environment(state) as env:
-        actor = make_actor(state, env)
+        try:
+            actor = make_actor(state, env)
+        except checkpoint.CheckpointError as error:
+            # Name the file: it may have been found by --checkpoint_dir, not given.
+            raise checkpoint.CheckpointError(f"{path}: {error}") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         video_path = (
             pathlib.Path(FLAGS.recording_dir) / f"{agent}_{FLAGS.environment_name}_{stamp}.mp4"

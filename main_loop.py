@@ -410,8 +410,15 @@ class ActorPool:
             slot = readers[reader]
             try:
                 messages.append(reader.recv())
-            except (EOFError, OSError):
-                continue  # The actor died mid-send; check_health replaces it.
+            except EOFError:
+                reader.close()  # The actor exited or died mid-send; check_health replaces it.
+                continue
+            except Exception:
+                # An interrupt stopped a read mid-message and left the channel mid-stream:
+                # throw it away with its actor, which could otherwise block on credits forever.
+                reader.close()
+                slot.process.kill()
+                continue
             slot.credits.release()
         return messages
 

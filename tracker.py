@@ -146,7 +146,10 @@ class MetricsWriter:
         if tensorboard_dir:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(tensorboard_dir), purge_step=resume_step)
+            # TensorBoard hides events at steps >= purge_step. The resumed iteration's own
+            # scalars sit at resume_step and must stay: purge from the step after it.
+            purge_step = None if resume_step is None else resume_step + 1
+            self._writer = SummaryWriter(str(tensorboard_dir), purge_step=purge_step)
 
     def write(self, iteration: int, step: int, scalars: Mapping[str, float]) -> None:
         row = {"iteration": str(iteration), "step": str(step)}

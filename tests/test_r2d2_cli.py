@@ -1,0 +1,403 @@
+"""End-to-end tests of the R2D2 command lines with real actor processes: a tiny Pong run that
+trains, checkpoints and evaluates; Ctrl-C and SIGTERM leaving no process and no shared memory
+behind, with a partial checkpoint that --resume finishes; a killed actor with no restarts
+left stopping the run with one error line; bad configurations rejected with one line.
+
+Every run is a subprocess (`python -m agents.r2d2...`) from the repository root, writing
+under tmp_path. Processes are found through /proc (Linux)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TIMEOUT_S = 180
+
+pytestmark = pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc")
+
+TINY = [
+    "--num_actors=2",
+    "--num_envs=2",
+    "--batch_size=4",
+    "--min_replay_size=8",
+    "--replay_capacity=100",
+    "--burn_in=8",
+    "--sequence_length=16",
+    "--replay_period=8",
+    "--num_eval_steps=100",
+    "--device=cpu",
+    "--seed=5",
+]
+
+
+def _env() -> dict[str, str]:
+    # One intra-op thread per process: the learner and two actors share 2 cores.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _command(module: str, args: list[str]) -> list[str]:
+    return [sys.executable, "-m", f"agents.r2d2.{module}", *args]
+
+
+def _dir_flags(root: pathlib.Path) -> list[str]:
+    return [f"--checkpoint_dir={root / 'checkpoints'}", f"--tensorboard_dir={root / 'tb'}"]
+
+
+def run_module(module: str, args: list[str], timeout: float = TIMEOUT_S):
+    return subprocess.run(
+        _command(module, args),
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _check_ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-3000:]}"
+
+
+def _read_csv(path: pathlib.Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _load(path: pathlib.Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --------------------------------------------------------------------------------------
+# Processes and shared memory, through /proc and /dev/shm
+# --------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, start time) of a process, or None if there is no such process."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # The name in (...) may hold spaces.
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _children(pid: int) -> dict[int, tuple[int, str]]:
+    """pid -> (start time, command line) of every child of `pid`."""
+    found = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[1] == pid:
+            found[int(entry.name)] = (stat[2], _cmdline(int(entry.name)))
+    return found
+
+
+def _actors(children: dict[int, tuple[int, str]]) -> dict[int, tuple[int, str]]:
+    return {pid: info for pid, info in children.items() if "spawn_main" in info[1]}
+
+
+def _running(pid: int, start_time: int) -> bool:
+    """Whether that very process (not a later one with a reused pid) still exists."""
+    stat = _stat(pid)
+    return stat is not None and stat[2] == start_time
+
+
+def _read_chars(pid: int) -> int:
+    for line in pathlib.Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/<pid>/io")
+
+
+def _shm_entries() -> dict[str, float]:
+    shm = pathlib.Path("/dev/shm")
+    entries = {}
+    for path in shm.iterdir() if shm.is_dir() else []:
+        try:
+            entries[path.name] = path.stat().st_ctime
+        except OSError:
+            continue  # Removed meanwhile.
+    return entries
+
+
+def _wait_until_learning(process: subprocess.Popen, timeout: float = 90) -> dict:
+    """Waits for both actor processes, then for their messages to reach the learner (its
+    read count grows: it has nothing else to read once actors run). Returns its children."""
+    deadline = time.monotonic() + timeout
+    while len(_actors(_children(process.pid))) < 2:
+        assert process.poll() is None, f"the run ended early with {process.returncode}"
+        assert time.monotonic() < deadline, "actors did not start"
+        time.sleep(0.1)
+    baseline = _read_chars(process.pid)
+    while _read_chars(process.pid) < baseline + 256_000:  # Some 30 chunks of Pong frames.
+        assert process.poll() is None, f"the run ended early with {process.returncode}"
+        assert time.monotonic() < deadline, "no data reached the learner"
+        time.sleep(0.1)
+    children = _children(process.pid)
+    assert len(_actors(children)) == 2
+    return children
+
+
+def _wait_gone(processes: dict[int, tuple[int, str]], timeout: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid, (start, _) in processes.items() if _running(pid, start)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def _kill_leftovers(process: subprocess.Popen, children: dict[int, tuple[int, str]]) -> None:
+    """Test cleanup after a failure: the run and the processes it started, by pid. The
+    resource tracker goes last, and only if it does not exit by itself once the others are
+    gone: it unlinks the semaphores they leave."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    others = {pid: info for pid, info in children.items() if "resource_tracker" not in info[1]}
+    for pid, (start, _) in others.items():
+        if _running(pid, start):
+            _kill(pid)
+    for pid in _wait_gone(children, timeout=5):
+        _kill(pid)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _start(args: list[str], log_path: pathlib.Path) -> subprocess.Popen:
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            _command("run_atari", args),
+            cwd=REPO,
+            env=_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Its own process group, as a shell gives a job.
+        )
+
+
+# --------------------------------------------------------------------------------------
+# A run end to end
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
+    result = run_module(
+        "run_atari",
+        [*TINY, "--num_iterations=2", "--num_train_steps=400", *_dir_flags(tmp_path)],
+    )
+    _check_ok(result)
+    run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong"
+    assert sorted(p.name for p in run_dir.glob("*.ckpt")) == [
+        "iteration_0001.ckpt",
+        "iteration_0002.ckpt",
+    ]
+    assert list((tmp_path / "tb" / "r2d2" / "Pong").glob("events.out.tfevents.*"))
+
+    rows = _read_csv(run_dir / "results.csv")
+    assert [r["iteration"] for r in rows] == ["1", "2"]
+    for column in ("eval/episode_return", "eval/num_episodes", "train/episode_return"):
+        assert column in rows[0], column
+    steps = [int(r["step"]) for r in rows]
+    assert 400 <= steps[0] < 800 <= steps[1]  # Actors report whole chunks: a little over.
+    updates = [float(r["learner/num_updates"]) for r in rows]
+    assert 0 < updates[0] < updates[1]
+    for row in rows:
+        assert float(row["train/steps_per_second"]) > 0
+        assert float(row["learner/updates_per_second"]) > 0
+        assert math.isfinite(float(row["learner/loss"]))
+        assert float(row["actors/restarts"]) == 0
+        assert float(row["eval/num_episodes"]) == 0  # 100 steps are less than a Pong game.
+
+    payload = _load(run_dir / "iteration_0002.ckpt")
+    assert payload["metadata"]["agent"] == "r2d2"
+    assert payload["metadata"]["environment_name"] == "Pong"
+    state = payload["state"]
+    assert state["iteration"] == 2 and state["steps_into_iteration"] == 0
+    learner = state["learner"]
+    assert set(learner) >= {"network", "target_network", "optimizer", "num_updates"}
+    assert learner["num_updates"] == updates[1]
+    assert learner["network"].keys() == learner["target_network"].keys()
+    adam_steps = {int(s["step"]) for s in learner["optimizer"]["state"].values()}
+    assert adam_steps == {learner["num_updates"]}
+    trainer = state["trainer"]
+    assert trainer["total_steps"] == steps[1]
+    assert set(trainer["actor_steps"]) == {"0", "1"}
+    assert all(n > 0 for n in trainer["actor_steps"].values())
+    assert sum(trainer["actor_steps"].values()) == trainer["total_steps"]
+    assert trainer["actor_restarts"] == [0, 0]
+    assert state["parallel"]["num_actors"] == 2 and state["config"]["burn_in"] == 8
+
+    recordings = tmp_path / "recordings"
+    result = run_module(
+        "eval_agent",
+        [
+            f"--checkpoint_dir={tmp_path / 'checkpoints'}",
+            f"--recording_dir={recordings}",
+            "--num_eval_steps=100",
+        ],
+    )
+    _check_ok(result)
+    videos = list(recordings.glob("*.mp4"))
+    assert len(videos) == 1
+    assert result.stdout.strip().splitlines()[-1] == str(videos[0])
+    assert "iteration_0002.ckpt" in result.stderr
+    capture = cv2.VideoCapture(str(videos[0]))
+    assert capture.isOpened()
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    assert len(frames) == 101  # The first observation and 100 agent steps of one game.
+    assert frames[0].shape == (210, 160, 3)
+    assert any(f.std() > 0 for f in frames)
+
+
+# --------------------------------------------------------------------------------------
+# Interrupting a run
+# --------------------------------------------------------------------------------------
+
+
+def _ctrl_c(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)  # A terminal's Ctrl-C reaches the whole job.
+
+
+def _sigterm(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)  # A scheduler stopping the learner alone.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interrupt", [_ctrl_c, _sigterm], ids=["ctrl_c", "sigterm"])
+def test_interrupt_leaves_nothing_behind_and_resume_finishes(tmp_path, interrupt):
+    num_train_steps = 1_500
+    args = [
+        *TINY,
+        "--num_iterations=1",
+        f"--num_train_steps={num_train_steps}",
+        *_dir_flags(tmp_path),
+    ]
+    run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong"
+    shm_before = _shm_entries()
+    process = _start(args, tmp_path / "run.log")
+    children: dict[int, tuple[int, str]] = {}
+    try:
+        children = _wait_until_learning(process)
+        interrupted_at = time.monotonic()
+        interrupt(process)
+        code = process.wait(timeout=30)
+        exit_seconds = time.monotonic() - interrupted_at
+        exited_at = time.time()
+        log = (tmp_path / "run.log").read_text()
+        assert code == 130, log[-3000:]
+        assert exit_seconds < 15, exit_seconds
+        assert "Traceback" not in log, log[-3000:]
+        assert log.rstrip().endswith("interrupted")
+        # Actors and the multiprocessing resource tracker: all gone, none orphaned.
+        assert _wait_gone(children) == [], children
+    finally:
+        _kill_leftovers(process, children)
+    new_shm = {
+        name
+        for name, ctime in _shm_entries().items()
+        if name not in shm_before and ctime <= exited_at + 1  # Not some later process's.
+    }
+    assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
+
+    assert [p.name for p in run_dir.glob("*.ckpt")] == ["iteration_0001.partial.ckpt"]
+    partial = _load(run_dir / "iteration_0001.partial.ckpt")["state"]
+    steps_done = partial["steps_into_iteration"]
+    assert partial["iteration"] == 0
+    assert 0 < steps_done == partial["trainer"]["total_steps"] < num_train_steps
+    assert partial["learner"]["num_updates"] > 0  # It was learning when interrupted.
+
+    result = run_module("run_atari", [*args, "--resume"])
+    _check_ok(result)
+    assert "iteration_0001.partial.ckpt" in result.stderr  # Resumed from the partial one.
+    assert [p.name for p in run_dir.glob("*.ckpt")] == ["iteration_0001.ckpt"]
+    final = _load(run_dir / "iteration_0001.ckpt")["state"]
+    assert final["iteration"] == 1 and final["steps_into_iteration"] == 0
+    total = final["trainer"]["total_steps"]
+    # It finished the interrupted iteration, not a fresh one: a few chunks past the target.
+    assert num_train_steps <= total < num_train_steps + 100
+    assert final["learner"]["num_updates"] > partial["learner"]["num_updates"]
+    rows = _read_csv(run_dir / "results.csv")
+    assert [(r["iteration"], int(r["step"])) for r in rows] == [("1", total)]
+
+
+# --------------------------------------------------------------------------------------
+# A dead actor and bad input
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_killed_actor_without_restarts_left_stops_with_one_error_line(tmp_path):
+    args = [
+        *TINY,
+        "--num_iterations=1",
+        "--num_train_steps=100000",
+        "--max_actor_restarts=0",
+        *_dir_flags(tmp_path),
+    ]
+    process = _start(args, tmp_path / "run.log")
+    children: dict[int, tuple[int, str]] = {}
+    try:
+        children = _wait_until_learning(process)
+        os.kill(min(_actors(children)), signal.SIGKILL)
+        code = process.wait(timeout=30)
+        log = (tmp_path / "run.log").read_text()
+        assert code == 2, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
+        errors = [line for line in log.splitlines() if line.startswith("error:")]
+        assert errors == [log.rstrip().splitlines()[-1]], log[-3000:]
+        assert re.fullmatch(
+            r"error: actor [01] died 1 times \(last exit code -9\); stopping the run", errors[0]
+        ), errors
+        assert _wait_gone(children) == [], children
+    finally:
+        _kill_leftovers(process, children)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--burn_in=24", "burn_in (24) must not exceed replay_period (8)"),
+        ("--num_actors=0", "num_actors must be at least 1, got 0"),
+    ],
+)
+def test_bad_configuration_is_one_error_line(tmp_path, flag, message):
+    result = run_module(
+        "run_atari", [*TINY, "--num_train_steps=100", flag, *_dir_flags(tmp_path)], timeout=60
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert not (tmp_path / "checkpoints").exists()
