@@ -69,7 +69,7 @@ def load(path: pathlib.Path, expected_metadata: Mapping[str, Any]) -> dict[str, 
     if not isinstance(payload, dict) or "metadata" not in payload or "state" not in payload:
         raise CheckpointError(f"checkpoint {path} is not a checkpoint of this library")
     check_metadata(path, payload["metadata"], expected_metadata)
-    return payload["state"]
+    return _StrictState.wrap(payload["state"], str(path))
 
 
 def _load_failure(error: Exception) -> str:
@@ -87,6 +87,26 @@ def _load_failure(error: Exception) -> str:
         detail = reasons[0] if reasons else "unsupported content"
         return f"not plain tensors and numbers, refused by safe loading: {detail}"
     return lines[0]
+
+
+class _StrictState(dict):
+    """A loaded state whose missing keys raise a one-line CheckpointError, not a KeyError
+    traceback (a checkpoint from an older or foreign version of an agent)."""
+
+    path = ""
+
+    @classmethod
+    def wrap(cls, value: Any, path: str, depth: int = 2) -> Any:
+        if not isinstance(value, dict) or depth == 0:
+            return value
+        strict = cls({k: cls.wrap(v, path, depth - 1) for k, v in value.items()})
+        strict.path = path
+        return strict
+
+    def __missing__(self, key: str) -> Any:
+        raise CheckpointError(
+            f"checkpoint {self.path} lacks {key!r}; it is not a checkpoint of this agent version"
+        )
 
 
 def check_metadata(

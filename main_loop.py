@@ -159,7 +159,6 @@ def run_single_thread_training(
         train_seconds = time.monotonic() - started
         eval_tracker = evaluate(eval_env, eval_actor, schedule.num_eval_steps)
         total_steps += steps
-        save_checkpoint(iteration, total_steps)
         row = {
             **train_tracker.take_statistics("train"),
             **learner_stats.means("learner"),
@@ -167,7 +166,10 @@ def run_single_thread_training(
             "train/steps_per_second": steps / max(train_seconds, 1e-9),
             "learner/num_updates": float(learner.num_updates),
         }
+        # The row goes first: a resume drops rows after its checkpoint, so a kill between the
+        # two writes repeats the row instead of losing it.
         writer.write(iteration, total_steps, row)
+        save_checkpoint(iteration, total_steps)
         log_iteration(iteration, total_steps, row)
         rows.append(row)
     return rows
@@ -343,6 +345,10 @@ class _ActorSlot:
     restarts: int = 0
 
 
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
 class ActorPool:
     """Starts, supervises, restarts and stops the actor processes."""
 
@@ -393,7 +399,7 @@ class ActorPool:
             code = slot.process.exitcode
             if slot.restarts >= self.config.max_actor_restarts:
                 raise ActorFailure(
-                    f"actor {index} died {slot.restarts + 1} times (last exit code {code}); "
+                    f"actor {index} died {_times(slot.restarts + 1)} (last exit code {code}); "
                     "stopping the run"
                 )
             slot.reader.close()
@@ -620,7 +626,6 @@ def run_parallel_training(
                 )
                 eval_tracker = evaluate(eval_env, eval_actor, schedule.num_eval_steps)
                 completed, iteration_start = iteration, trainer.progress.total_steps
-                save_checkpoint(completed, 0)
                 row = {
                     **games.statistics("train"),
                     **learner_means,
@@ -628,6 +633,7 @@ def run_parallel_training(
                     **eval_tracker.statistics("eval"),
                 }
                 writer.write(iteration, trainer.progress.total_steps, row)
+                save_checkpoint(completed, 0)
                 log_iteration(iteration, trainer.progress.total_steps, row)
                 rows.append(row)
         except KeyboardInterrupt:

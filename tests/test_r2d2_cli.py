@@ -376,7 +376,7 @@ def test_killed_actor_without_restarts_left_stops_with_one_error_line(tmp_path):
         errors = [line for line in log.splitlines() if line.startswith("error:")]
         assert errors == [log.rstrip().splitlines()[-1]], log[-3000:]
         assert re.fullmatch(
-            r"error: actor [01] died 1 times \(last exit code -9\); stopping the run", errors[0]
+            r"error: actor [01] died once \(last exit code -9\); stopping the run", errors[0]
         ), errors
         assert _wait_gone(children) == [], children
     finally:

@@ -7,7 +7,6 @@ copies the online network into the target network every `target_update_period` u
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
@@ -15,9 +14,10 @@ import numpy as np
 import torch
 
 import value_learning
-from checkpoint import load_module_state, numpy_rng_state, restore_numpy_rng
+from checkpoint import numpy_rng_state, restore_numpy_rng
 from errors import ConfigError
 from greedy_actors import epsilon_greedy_actions
+from learner_base import TargetNetworkLearner
 from networks.value import q_network_for
 from replay import TransitionReplay
 from schedules import LinearSchedule
@@ -143,7 +143,7 @@ class Actor:
         restore_numpy_rng(self.rng, state["rng"])
 
 
-class Learner:
+class Learner(TargetNetworkLearner):
     """One gradient step per `step()` on a replay minibatch."""
 
     def __init__(
@@ -154,18 +154,19 @@ class Learner:
         device: torch.device,
         total_updates: int,
     ) -> None:
-        self.network = network
-        self.target_network = copy.deepcopy(network).requires_grad_(False)
+        super().__init__(
+            network,
+            config.learning_rate,
+            config.adam_eps,
+            config.max_grad_norm,
+            config.target_update_period,
+        )
         self.replay = replay
         self.config = config
         self.device = device
-        self.optimizer = torch.optim.Adam(
-            network.parameters(), lr=config.learning_rate, eps=config.adam_eps
-        )
         self.importance_sampling = LinearSchedule(
             config.importance_sampling_start, config.importance_sampling_end, total_updates
         )
-        self.num_updates = 0
 
     def ready(self) -> bool:
         return self.replay.size >= self.config.min_replay_size
@@ -176,23 +177,15 @@ class Learner:
         td_errors, q_tm1 = self._td_errors(batch)
         weights_t = torch.as_tensor(weights, device=self.device)
         loss = (weights_t * value_learning.huber_loss(td_errors, self.config.huber_delta)).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.network.parameters(), self.config.max_grad_norm
-        )
-        self.optimizer.step()
+        grad_norm = self.apply_gradients(loss)
         if self.config.prioritized:
             priorities = td_errors.detach().abs().cpu().numpy() + self.config.priority_epsilon
             self.replay.update_priorities(slots, priorities)
-        self.num_updates += 1
-        if self.num_updates % self.config.target_update_period == 0:
-            self.target_network.load_state_dict(self.network.state_dict())
         return {
             "loss": loss.item(),
             "q_value": q_tm1.mean().item(),
             "td_error_abs": td_errors.abs().mean().item(),
-            "grad_norm": grad_norm.item(),
+            "grad_norm": grad_norm,
         }
 
     def _td_errors(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,20 +206,6 @@ class Learner:
         else:
             td = value_learning.q_learning(q_tm1, a_tm1, r_t, discount_t, target_q_t)
         return td, q_tm1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "network": self.network.state_dict(),
-            "target_network": self.target_network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "num_updates": self.num_updates,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_module_state(self.network, state["network"], "network")
-        load_module_state(self.target_network, state["target_network"], "target network")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.num_updates = int(state["num_updates"])
 
 
 def build_agent(

@@ -9,19 +9,17 @@ double Q-learning under the value rescaling h. NGU and Agent57 reuse `unroll_seq
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
-from typing import Any
 
 import numpy as np
 import torch
 
 import gym_env
 import value_learning
-from checkpoint import load_module_state
 from errors import ConfigError
 from greedy_actors import RecurrentEpsilonGreedyActor
+from learner_base import TargetNetworkLearner
 from networks.recurrent import LstmState, RecurrentQNetwork, recurrent_network_for
 from replay import (
     ChunkBuilder,
@@ -219,7 +217,7 @@ def masked_mean_per_sequence(values: torch.Tensor, mask: torch.Tensor) -> torch.
     return (values * mask).sum(0) / mask.sum(0).clamp(min=1.0)
 
 
-class Learner:
+class Learner(TargetNetworkLearner):
     """R2D2 learner: prioritized sequence replay, burn-in, n-step double Q with rescaling."""
 
     def __init__(
@@ -230,17 +228,18 @@ class Learner:
         config: R2d2Config,
         device: torch.device,
     ) -> None:
-        self.network = network
-        self.target_network = copy.deepcopy(network).requires_grad_(False)
+        super().__init__(
+            network,
+            config.learning_rate,
+            config.adam_eps,
+            config.max_grad_norm,
+            config.target_update_period,
+        )
         self.replay = replay
         self.assembler = assembler
         self.config = config
         self.device = device
         self.batch_size = config.batch_size
-        self.optimizer = torch.optim.Adam(
-            network.parameters(), lr=config.learning_rate, eps=config.adam_eps
-        )
-        self.num_updates = 0
         eps = config.value_rescaling_eps
         self.tx_pair = value_learning.TxPair(
             lambda x: value_learning.signed_hyperbolic(x, eps),
@@ -265,24 +264,16 @@ class Learner:
         mask = tensors["mask"][self.config.burn_in + 1 :]
         per_sequence = masked_mean_per_sequence(0.5 * td.square(), mask)
         loss = (torch.as_tensor(weights, device=self.device) * per_sequence).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.network.parameters(), self.config.max_grad_norm
-        )
-        self.optimizer.step()
+        grad_norm = self.apply_gradients(loss)
         priorities = sequence_priorities(
             td.detach().abs().cpu().numpy(), mask.cpu().numpy(), self.config.priority_eta
         )
         self.replay.update_priorities(slots, priorities)
-        self.num_updates += 1
-        if self.num_updates % self.config.target_update_period == 0:
-            self.target_network.load_state_dict(self.network.state_dict())
         return {
             "loss": loss.item(),
             "q_value": q_learn.mean().item(),
             "td_error_abs": masked_mean_per_sequence(td.abs(), mask).mean().item(),
-            "grad_norm": grad_norm.item(),
+            "grad_norm": grad_norm,
         }
 
     def _td_errors(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,20 +294,6 @@ class Learner:
             tx_pair=self.tx_pair,
         )
         return td, q
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "network": self.network.state_dict(),
-            "target_network": self.target_network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "num_updates": self.num_updates,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_module_state(self.network, state["network"], "network")
-        load_module_state(self.target_network, state["target_network"], "target network")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.num_updates = int(state["num_updates"])
 
 
 @dataclasses.dataclass(frozen=True)
