@@ -1181,6 +1181,11 @@ class SequenceBatch(NamedTuple):
     mask: np.ndarray  # [T, B] bool, real steps
     burn_in_length: np.ndarray  # [B] int64, 0 or burn_in
     start_state: np.ndarray  # [B, 2, H] float32, the state at each item's first real row
+    # Compact form (gather(..., compact=True)): `observation` is None and the stacks are
+    # frames[frame_index], done on the learner's device so each distinct frame crosses to it
+    # once instead of frame_stack times.
+    frames: np.ndarray | None = None  # [D + 1, *frame_shape], row 0 a zero frame
+    frame_index: np.ndarray | None = None  # [T, B, frame_stack] ([T, B] if stack 1) int64
 
 
 class _FlatSteps(NamedTuple):
@@ -1340,14 +1345,15 @@ class SequenceReplay:
     # -- reading --------------------------------------------------------------------------------
 
     def sample(
-        self, batch_size: int, importance_sampling_exponent: float
+        self, batch_size: int, importance_sampling_exponent: float, compact: bool = False
     ) -> tuple[SequenceBatch, np.ndarray, np.ndarray]:
         """Samples B sequences: (batch, keys [B] int64, IS weights [B] float32)."""
         slots, weights = self._sampler.sample(batch_size, importance_sampling_exponent)
-        return self.gather(slots), self._keys(slots), weights
+        return self.gather(slots, compact), self._keys(slots), weights
 
-    def gather(self, slots: np.ndarray) -> SequenceBatch:
-        """The batch of the items in ring slots [B] (which must hold items)."""
+    def gather(self, slots: np.ndarray, compact: bool = False) -> SequenceBatch:
+        """The batch of the items in ring slots [B] (which must hold items); `compact` leaves
+        the stacking to the consumer (see SequenceBatch.frames)."""
         items = [self._items[slot] for slot in np.asarray(slots, dtype=np.int64).reshape(-1)]
         if any(item is None for item in items):
             raise IndexError("gather of an empty slot")
@@ -1365,8 +1371,11 @@ class SequenceReplay:
         prev_actions[layout.first] = [item.prev_action for item in items]  # ... else the item's
         mask = np.zeros(shape, dtype=bool)
         mask[layout.rows, layout.cols] = True
+        frames, frame_index = self._stack_indices(items, layout, shape)
         return SequenceBatch(
-            observation=self._observations(items, layout, shape),
+            observation=None if compact else np.take(frames, frame_index, axis=0),
+            frames=frames if compact else None,
+            frame_index=frame_index if compact else None,
             action=scatter(actions, np.int64),
             prev_action=scatter(prev_actions, np.int64),
             reward=scatter(np.concatenate([item.rewards for item in items]), np.float32),
@@ -1403,11 +1412,12 @@ class SequenceReplay:
         rows = (self._burn_in - burn_in)[cols] + step
         return _FlatSteps(rows=rows, cols=cols, first=first)
 
-    def _observations(
+    def _stack_indices(
         self, items: list[Sequence], layout: _FlatSteps, shape: tuple[int, int]
-    ) -> np.ndarray:
-        """[T, B, frame_stack, *frame_shape] stacks: a sliding window of frame_stack over each
-        item's (prefix + N) frames; each distinct frame is decoded once per batch."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded distinct frames [D + 1, *frame_shape] and the index [T, B, frame_stack]
+        ([T, B] if stack 1) of each stacked observation's frames: a sliding window of
+        frame_stack over each item's (prefix + N) frames; padding points at the zero frame."""
         frames = list(itertools.chain.from_iterable(item.frames for item in items))
         decoded, frame_rows = self._decode_distinct(frames)
         # Item i's frames start at flat position first_i + i·(frame_stack − 1); the stack of its
@@ -1416,8 +1426,7 @@ class SequenceReplay:
         starts = np.arange(len(layout.rows)) + layout.cols * (self._frame_stack - 1)
         stack_rows = np.zeros((*shape, self._frame_stack), dtype=np.int64)  # row 0: zero frame
         stack_rows[layout.rows, layout.cols] = windows[starts]
-        observation = np.take(decoded, stack_rows, axis=0)
-        return observation[:, :, 0] if self._frame_stack == 1 else observation
+        return decoded, stack_rows[:, :, 0] if self._frame_stack == 1 else stack_rows
 
     def _decode_distinct(self, frames: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
         """Decodes each distinct frame object once: returns (decoded [D + 1, *frame_shape] with

@@ -514,3 +514,23 @@ def test_sequence_priorities_hand_computed():
     np.testing.assert_allclose(sequence_priorities(abs_td, mask, 0.9), [2.9, 3.8, 0.0])
     np.testing.assert_allclose(sequence_priorities(abs_td, mask, 1.0), [3.0, 4.0, 0.0])
     np.testing.assert_allclose(sequence_priorities(abs_td, mask, 0.0), [2.0, 2.0, 0.0])
+
+
+def test_compact_batch_stacks_on_the_device_to_the_same_observations():
+    import torch
+
+    from agents.r2d2.agent import sequence_batch_to_device
+
+    replay = make_replay()
+    replay.add(one_episode_sequences(10))
+    slots = np.array([0, 1, 2, 1])
+    full, compact = replay.gather(slots), replay.gather(slots, compact=True)
+    assert compact.observation is None
+    # Each distinct frame once (plus the zero frame), not frame_stack copies per step.
+    assert len(compact.frames) <= 1 + 10 + 3
+    on_device = sequence_batch_to_device(compact, torch.device("cpu"))["observation"]
+    np.testing.assert_array_equal(on_device.numpy(), full.observation)
+    np.testing.assert_array_equal(
+        sequence_batch_to_device(full, torch.device("cpu"))["observation"].numpy(),
+        full.observation,
+    )

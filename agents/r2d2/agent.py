@@ -161,9 +161,14 @@ class Actor(RecurrentEpsilonGreedyActor):
 
 
 def sequence_batch_to_device(batch: SequenceBatch, device: torch.device) -> dict[str, torch.Tensor]:
-    """Numpy sequence batch -> tensors on `device` (non-blocking copies from pinned memory)."""
+    """Numpy sequence batch -> tensors on `device`."""
+    if batch.observation is None:  # Compact: stack on the device from distinct frames.
+        frames = torch.as_tensor(batch.frames).to(device)
+        observation = frames[torch.as_tensor(batch.frame_index).to(device)]
+    else:
+        observation = torch.as_tensor(batch.observation).to(device)
     return {
-        "observation": torch.as_tensor(batch.observation).to(device, non_blocking=True),
+        "observation": observation,
         "action": torch.as_tensor(batch.action).to(device),
         "prev_action": torch.as_tensor(batch.prev_action).to(device),
         "reward": torch.as_tensor(batch.reward).to(device),
@@ -257,7 +262,7 @@ class Learner(TargetNetworkLearner):
 
     def step(self) -> dict[str, float]:
         batch, slots, weights = self.replay.sample(
-            self.config.batch_size, self.config.importance_sampling_exponent
+            self.config.batch_size, self.config.importance_sampling_exponent, compact=True
         )
         tensors = sequence_batch_to_device(batch, self.device)
         td, q_learn = self._td_errors(tensors)
