@@ -1437,7 +1437,7 @@ class SequenceReplay:
         payloads = [zero, *(self._decode(frames[i]) for i in first.tolist())]
         if any(len(p) != self._frame_bytes for p in payloads):
             raise ValueError(f"a stored frame does not decode to {self._frame_bytes} bytes")
-        decoded = np.frombuffer(b"".join(payloads), dtype=self._dtype)
+        decoded = np.frombuffer(bytearray().join(payloads), dtype=self._dtype)  # writable
         return decoded.reshape(-1, *self._frame_shape), inverse.reshape(-1).astype(np.int64) + 1
 
     def _decode(self, frame: bytes | None) -> bytes:
