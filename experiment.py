@@ -138,6 +138,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def run_metadata(agent: str, environment_name: str, env) -> dict[str, Any]:
+    """What a checkpoint of this run must match to be loaded: agent, game and shapes."""
+    return {
+        "agent": agent,
+        "environment_name": environment_name,
+        "num_actions": env.num_actions,
+        "observation_shape": list(env.observation_shape),
+    }
+
+
 class RunCheckpointer:
     """Saves iteration checkpoints of one run and finds the one to resume from.
 

@@ -12,21 +12,23 @@ from checkpoint import load_module_state
 
 
 class TargetNetworkLearner:
-    """Online network + frozen target copy, updated by `apply_gradients(loss)`."""
+    """Online network + frozen target copy, updated by `apply_gradients(loss)`.
 
-    def __init__(
-        self,
-        network: torch.nn.Module,
-        learning_rate: float,
-        adam_eps: float,
-        max_grad_norm: float,
-        target_update_period: int,
-    ) -> None:
+    `config` is the agent's config dataclass; it must have learning_rate, adam_eps,
+    max_grad_norm and target_update_period.
+    """
+
+    def __init__(self, network: torch.nn.Module, replay, config, device: torch.device) -> None:
         self.network = network
         self.target_network = copy.deepcopy(network).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate, eps=adam_eps)
-        self.max_grad_norm = max_grad_norm
-        self.target_update_period = target_update_period
+        self.replay = replay
+        self.config = config
+        self.device = device
+        self.optimizer = torch.optim.Adam(
+            network.parameters(), lr=config.learning_rate, eps=config.adam_eps
+        )
+        self.max_grad_norm = config.max_grad_norm
+        self.target_update_period = config.target_update_period
         self.num_updates = 0
 
     def apply_gradients(self, loss: torch.Tensor) -> float:

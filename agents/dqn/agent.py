@@ -154,16 +154,7 @@ class Learner(TargetNetworkLearner):
         device: torch.device,
         total_updates: int,
     ) -> None:
-        super().__init__(
-            network,
-            config.learning_rate,
-            config.adam_eps,
-            config.max_grad_norm,
-            config.target_update_period,
-        )
-        self.replay = replay
-        self.config = config
-        self.device = device
+        super().__init__(network, replay, config, device)
         self.importance_sampling = LinearSchedule(
             config.importance_sampling_start, config.importance_sampling_end, total_updates
         )

@@ -19,6 +19,7 @@ from experiment import (
     define_config_flags,
     define_run_flags,
     run_cli,
+    run_metadata,
     seed_everything,
 )
 from greedy_actors import EpsilonGreedyActor
@@ -47,12 +48,7 @@ def main() -> None:
         total_updates,
     )
     eval_actor = EpsilonGreedyActor(learner.network, run.eval_epsilon, run.seed + 1, run.device)
-    metadata = {
-        "agent": "dqn",
-        "environment_name": run.environment_name,
-        "num_actions": train_env.num_actions,
-        "observation_shape": list(train_env.observation_shape),
-    }
+    metadata = run_metadata("dqn", run.environment_name, train_env)
     checkpointer = RunCheckpointer(run.run_dir, metadata, run.resume)
     start_iteration, start_step = 0, 0
     state = checkpointer.load_latest()

@@ -233,17 +233,8 @@ class Learner(TargetNetworkLearner):
         config: R2d2Config,
         device: torch.device,
     ) -> None:
-        super().__init__(
-            network,
-            config.learning_rate,
-            config.adam_eps,
-            config.max_grad_norm,
-            config.target_update_period,
-        )
-        self.replay = replay
+        super().__init__(network, replay, config, device)
         self.assembler = assembler
-        self.config = config
-        self.device = device
         self.batch_size = config.batch_size
         eps = config.value_rescaling_eps
         self.tx_pair = value_learning.TxPair(

@@ -19,6 +19,7 @@ from experiment import (
     define_config_flags,
     define_run_flags,
     run_cli,
+    run_metadata,
     seed_everything,
 )
 from greedy_actors import RecurrentEpsilonGreedyActor
@@ -53,12 +54,7 @@ def main() -> None:
     eval_actor = RecurrentEpsilonGreedyActor(
         learner.network, run.eval_epsilon, run.seed + 1, run.device
     )
-    metadata = {
-        "agent": "r2d2",
-        "environment_name": run.environment_name,
-        "num_actions": eval_env.num_actions,
-        "observation_shape": list(eval_env.observation_shape),
-    }
+    metadata = run_metadata("r2d2", run.environment_name, eval_env)
     checkpointer = RunCheckpointer(run.run_dir, metadata, run.resume)
     start_iteration, steps_into = 0, 0
     state = checkpointer.load_latest()
