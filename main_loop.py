@@ -165,6 +165,7 @@ def run_single_thread_training(
             **eval_tracker.statistics("eval"),
             "train/steps_per_second": steps / max(train_seconds, 1e-9),
             "learner/num_updates": float(learner.num_updates),
+            **replay_statistics(learner),
         }
         # The row goes first: a resume drops rows after its checkpoint, so a kill between the
         # two writes repeats the row instead of losing it.
@@ -173,6 +174,14 @@ def run_single_thread_training(
         log_iteration(iteration, total_steps, row)
         rows.append(row)
     return rows
+
+
+def replay_statistics(learner) -> dict[str, float]:
+    """Replay size and resident memory, when the learner has a replay that reports them."""
+    replay = getattr(learner, "replay", None)
+    if replay is None or not hasattr(replay, "memory_bytes"):
+        return {}
+    return {"replay/size": float(replay.size), "replay/memory_mb": replay.memory_bytes() / 2**20}
 
 
 def log_iteration(iteration: int, total_steps: int, row: Mapping[str, Any]) -> None:
@@ -631,6 +640,7 @@ def run_parallel_training(
                     **learner_means,
                     **rates,
                     **eval_tracker.statistics("eval"),
+                    **replay_statistics(trainer.learner),
                 }
                 writer.write(iteration, trainer.progress.total_steps, row)
                 save_checkpoint(completed, 0)
