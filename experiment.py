@@ -223,6 +223,8 @@ def run_cli(main: Callable[[], None]) -> None:
         _fail(f"bad flag: {error}")
     logging.set_verbosity(logging.INFO)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # A shell's background job inherits SIGINT ignored; a run must still stop on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main()
     except (UserError, gym_env.UnknownEnvironmentError) as error:

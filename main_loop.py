@@ -395,7 +395,14 @@ class ActorPool:
             name=f"actor-{index}",
             daemon=True,
         )
-        process.start()
+        # SIGINT is blocked while the child starts: the child inherits the blocked mask, so a
+        # Ctrl-C to the process group cannot kill it mid-import with a traceback (the learner
+        # stops it), and the learner gets its own pending SIGINT as soon as the mask returns.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         writer.close()  # Only the child writes; closing ours lets the reader see EOF on death.
         return _ActorSlot(process, reader, credits, restarts)
 
