@@ -5,7 +5,6 @@ after a SIGKILL, and that bad input gives one `error:` line, exit code 2 and los
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import pathlib
@@ -13,20 +12,25 @@ import pickle
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
+import cli_support
 import cv2
 import numpy as np
 import pytest
 import torch
+from cli_support import (
+    REPO,
+    TIMEOUT_S,
+    check_ok,
+    load_checkpoint,
+    read_csv,
+    subprocess_env,
+)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import checkpoint
 from networks.value import q_network_for
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TIMEOUT_S = 180
 
 # Replay warm after 100 steps so the learner takes updates within the first iteration.
 TINY = [
@@ -39,29 +43,8 @@ TINY = [
 PONG_FLAGS = ["--num_iterations=2", "--num_train_steps=300", "--num_eval_steps=200", *TINY]
 
 
-def _env() -> dict[str, str]:
-    # One intra-op thread: on 2 shared cores, torch's OpenMP threads spin against the other
-    # tests' processes and a learner step gets ~20x slower.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def _command(module: str, args: list[str]) -> list[str]:
-    return [sys.executable, "-m", f"agents.dqn.{module}", *[str(a) for a in args]]
-
-
 def run_module(module: str, args: list[str], timeout: float = TIMEOUT_S):
-    return subprocess.run(
-        _command(module, args),
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _check_ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-3000:]}"
+    return cli_support.run_module("dqn", module, args, timeout)
 
 
 def _check_one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -86,11 +69,6 @@ def _dir_flags(dirs: dict[str, pathlib.Path]) -> list[str]:
     return [f"--{name}={path}" for name, path in dirs.items()]
 
 
-def _read_csv(path: pathlib.Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def _digests(root: pathlib.Path) -> dict[str, str]:
     """sha256 of every file under root: proof that nothing saved was touched."""
     return {
@@ -98,10 +76,6 @@ def _digests(root: pathlib.Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def _load(path: pathlib.Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _scalar_steps(directory: pathlib.Path, tag: str) -> list[int]:
@@ -115,7 +89,7 @@ def pong_run(tmp_path_factory) -> dict[str, pathlib.Path]:
     """One tiny DQN run on Pong (2 iterations of 300 steps), shared read-only by the tests."""
     dirs = _run_dirs(tmp_path_factory.mktemp("pong_run"))
     result = run_module("run_atari", [*PONG_FLAGS, *_dir_flags(dirs)])
-    _check_ok(result)
+    check_ok(result)
     return {**dirs, "run_dir": dirs["checkpoint_dir"] / "dqn" / "Pong"}
 
 
@@ -131,7 +105,7 @@ def test_run_atari_writes_checkpoints_csv_and_tensorboard(pong_run):
         "iteration_0001.ckpt",
         "iteration_0002.ckpt",
     ]
-    rows = _read_csv(pong_run["results_csv_path"])
+    rows = read_csv(pong_run["results_csv_path"])
     assert [(r["iteration"], r["step"]) for r in rows] == [("1", "300"), ("2", "600")]
     for column in (
         "train/episode_return",
@@ -152,7 +126,7 @@ def test_run_atari_writes_checkpoints_csv_and_tensorboard(pong_run):
 
 @pytest.mark.slow
 def test_checkpoint_holds_everything_needed_to_resume(pong_run):
-    payload = _load(pong_run["run_dir"] / "iteration_0002.ckpt")
+    payload = load_checkpoint(pong_run["run_dir"] / "iteration_0002.ckpt")
     metadata = payload["metadata"]
     assert metadata["agent"] == "dqn" and metadata["environment_name"] == "Pong"
     assert metadata["num_actions"] == 6 and list(metadata["observation_shape"]) == [4, 84, 84]
@@ -172,7 +146,7 @@ def test_checkpoint_holds_everything_needed_to_resume(pong_run):
     assert adam_steps == {125}
     assert state["config"]["batch_size"] == 8 and state["atari"]["game"] == "Pong"
     # The first checkpoint is a different point of the same run.
-    first = _load(pong_run["run_dir"] / "iteration_0001.ckpt")["state"]
+    first = load_checkpoint(pong_run["run_dir"] / "iteration_0001.ckpt")["state"]
     assert first["iteration"] == 1 and first["total_steps"] == 300
     assert first["actor"]["agent_steps"] == 300
 
@@ -189,7 +163,7 @@ def test_eval_agent_records_one_episode_to_mp4(pong_run, tmp_path):
             "--num_eval_steps=150",
         ],
     )
-    _check_ok(result)
+    check_ok(result)
     videos = list(recording_dir.glob("*.mp4"))
     assert len(videos) == 1
     assert result.stdout.strip().splitlines()[-1] == str(videos[0])
@@ -218,13 +192,13 @@ RESUME_FLAGS = ["--num_iterations=3", "--num_train_steps=400", "--num_eval_steps
 
 
 def _final_state(dirs: dict[str, pathlib.Path]) -> dict:
-    return _load(dirs["checkpoint_dir"] / "dqn" / "Pong" / "iteration_0003.ckpt")["state"]
+    return load_checkpoint(dirs["checkpoint_dir"] / "dqn" / "Pong" / "iteration_0003.ckpt")["state"]
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     full = _run_dirs(tmp_path / "full")
-    _check_ok(run_module("run_atari", [*RESUME_FLAGS, *_dir_flags(full)]))
+    check_ok(run_module("run_atari", [*RESUME_FLAGS, *_dir_flags(full)]))
 
     dirs = _run_dirs(tmp_path / "killed")
     run_dir = dirs["checkpoint_dir"] / "dqn" / "Pong"
@@ -232,9 +206,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     log = tmp_path / "killed.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            _command("run_atari", [*RESUME_FLAGS, *_dir_flags(dirs)]),
+            cli_support.command("dqn", "run_atari", [*RESUME_FLAGS, *_dir_flags(dirs)]),
             cwd=REPO,
-            env=_env(),
+            env=subprocess_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -255,7 +229,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     first_bytes = first_checkpoint.read_bytes()
 
     resumed = run_module("run_atari", [*RESUME_FLAGS, *_dir_flags(dirs), "--resume"])
-    _check_ok(resumed)
+    check_ok(resumed)
     assert "Resuming from" in resumed.stderr and "iteration_0001.ckpt" in resumed.stderr
     assert first_checkpoint.read_bytes() == first_bytes  # Resuming rewrites no checkpoint.
 
@@ -267,8 +241,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert state["actor"]["agent_steps"] == expected["actor"]["agent_steps"] == 1200
 
     columns = [
-        [(r["iteration"], r["step"]) for r in _read_csv(d["results_csv_path"])]
-        for d in (full, dirs)
+        [(r["iteration"], r["step"]) for r in read_csv(d["results_csv_path"])] for d in (full, dirs)
     ]
     assert columns[1] == columns[0] == [("1", "400"), ("2", "800"), ("3", "1200")]
     for d in (full, dirs):
@@ -374,7 +347,7 @@ def _bad_checkpoint(case: str, source: pathlib.Path, directory: pathlib.Path) ->
     elif case == "other_game":
         shutil.copy(source, path)
     elif case in ("other_agent", "network_shape"):
-        payload = _load(source)
+        payload = load_checkpoint(source)
         metadata = {k: v for k, v in payload["metadata"].items() if k != "format_version"}
         state = payload["state"]
         if case == "other_agent":

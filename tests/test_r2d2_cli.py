@@ -9,22 +9,25 @@ under tmp_path. Processes are found through /proc (Linux)."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import os
 import pathlib
 import re
 import signal
 import subprocess
-import sys
 import time
 
+import cli_support
 import cv2
 import pytest
-import torch
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TIMEOUT_S = 180
+from cli_support import (
+    REPO,
+    TIMEOUT_S,
+    check_ok,
+    load_checkpoint,
+    read_csv,
+    subprocess_env,
+)
 
 pytestmark = pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -43,41 +46,12 @@ TINY = [
 ]
 
 
-def _env() -> dict[str, str]:
-    # One intra-op thread per process: the learner and two actors share 2 cores.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def _command(module: str, args: list[str]) -> list[str]:
-    return [sys.executable, "-m", f"agents.r2d2.{module}", *args]
-
-
 def _dir_flags(root: pathlib.Path) -> list[str]:
     return [f"--checkpoint_dir={root / 'checkpoints'}", f"--tensorboard_dir={root / 'tb'}"]
 
 
 def run_module(module: str, args: list[str], timeout: float = TIMEOUT_S):
-    return subprocess.run(
-        _command(module, args),
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _check_ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-3000:]}"
-
-
-def _read_csv(path: pathlib.Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _load(path: pathlib.Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return cli_support.run_module("r2d2", module, args, timeout)
 
 
 # --------------------------------------------------------------------------------------
@@ -189,9 +163,9 @@ def _kill(pid: int) -> None:
 def _start(args: list[str], log_path: pathlib.Path) -> subprocess.Popen:
     with open(log_path, "w") as log:
         return subprocess.Popen(
-            _command("run_atari", args),
+            cli_support.command("r2d2", "run_atari", args),
             cwd=REPO,
-            env=_env(),
+            env=subprocess_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Its own process group, as a shell gives a job.
@@ -209,7 +183,7 @@ def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
         "run_atari",
         [*TINY, "--num_iterations=2", "--num_train_steps=400", *_dir_flags(tmp_path)],
     )
-    _check_ok(result)
+    check_ok(result)
     run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong"
     assert sorted(p.name for p in run_dir.glob("*.ckpt")) == [
         "iteration_0001.ckpt",
@@ -217,7 +191,7 @@ def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
     ]
     assert list((tmp_path / "tb" / "r2d2" / "Pong").glob("events.out.tfevents.*"))
 
-    rows = _read_csv(run_dir / "results.csv")
+    rows = read_csv(run_dir / "results.csv")
     assert [r["iteration"] for r in rows] == ["1", "2"]
     for column in ("eval/episode_return", "eval/num_episodes", "train/episode_return"):
         assert column in rows[0], column
@@ -232,7 +206,7 @@ def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
         assert float(row["actors/restarts"]) == 0
         assert float(row["eval/num_episodes"]) == 0  # 100 steps are less than a Pong game.
 
-    payload = _load(run_dir / "iteration_0002.ckpt")
+    payload = load_checkpoint(run_dir / "iteration_0002.ckpt")
     assert payload["metadata"]["agent"] == "r2d2"
     assert payload["metadata"]["environment_name"] == "Pong"
     state = payload["state"]
@@ -260,7 +234,7 @@ def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
             "--num_eval_steps=100",
         ],
     )
-    _check_ok(result)
+    check_ok(result)
     videos = list(recordings.glob("*.mp4"))
     assert len(videos) == 1
     assert result.stdout.strip().splitlines()[-1] == str(videos[0])
@@ -330,23 +304,23 @@ def test_interrupt_leaves_nothing_behind_and_resume_finishes(tmp_path, interrupt
     assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
 
     assert [p.name for p in run_dir.glob("*.ckpt")] == ["iteration_0001.partial.ckpt"]
-    partial = _load(run_dir / "iteration_0001.partial.ckpt")["state"]
+    partial = load_checkpoint(run_dir / "iteration_0001.partial.ckpt")["state"]
     steps_done = partial["steps_into_iteration"]
     assert partial["iteration"] == 0
     assert 0 < steps_done == partial["trainer"]["total_steps"] < num_train_steps
     assert partial["learner"]["num_updates"] > 0  # It was learning when interrupted.
 
     result = run_module("run_atari", [*args, "--resume"])
-    _check_ok(result)
+    check_ok(result)
     assert "iteration_0001.partial.ckpt" in result.stderr  # Resumed from the partial one.
     assert [p.name for p in run_dir.glob("*.ckpt")] == ["iteration_0001.ckpt"]
-    final = _load(run_dir / "iteration_0001.ckpt")["state"]
+    final = load_checkpoint(run_dir / "iteration_0001.ckpt")["state"]
     assert final["iteration"] == 1 and final["steps_into_iteration"] == 0
     total = final["trainer"]["total_steps"]
     # It finished the interrupted iteration, not a fresh one: a few chunks past the target.
     assert num_train_steps <= total < num_train_steps + 100
     assert final["learner"]["num_updates"] > partial["learner"]["num_updates"]
-    rows = _read_csv(run_dir / "results.csv")
+    rows = read_csv(run_dir / "results.csv")
     assert [(r["iteration"], int(r["step"])) for r in rows] == [("1", total)]
 
 
