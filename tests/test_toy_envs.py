@@ -1,0 +1,191 @@
+"""Tests for toy_envs.SparseGridRoom: registration, walls, the sparse reward, termination,
+truncation at the horizon, observations, seeding, and the random-walk success probability."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import toy_envs
+from toy_envs import SparseGridRoom
+
+UP, RIGHT, DOWN, LEFT, NOOP = range(5)
+
+
+def _walk(env: SparseGridRoom, actions: list[int]) -> list[tuple]:
+    """(position, reward, terminated, truncated) after each action."""
+    out = []
+    for action in actions:
+        _, reward, terminated, truncated, _ = env.step(action)
+        out.append((env.position, reward, terminated, truncated))
+    return out
+
+
+def test_registered_ids_make_the_room_through_the_module_prefix():
+    env = gym.make("toy_envs:SparseGridRoom-v0")
+    assert env.action_space == gym.spaces.Discrete(5)
+    assert env.observation_space.shape == (15 * 15,)
+    assert env.unwrapped.horizon == 56
+    coordinates = gym.make("toy_envs:SparseGridRoomCoordinates-v0", size=7)
+    assert coordinates.observation_space.shape == (2,)
+    pixels = gym.make("toy_envs:SparseGridRoomPixels-v0")
+    assert pixels.observation_space.shape == (60, 60, 3)
+    assert pixels.observation_space.dtype == np.uint8
+
+
+def test_each_action_moves_one_cell_and_walls_block():
+    env = SparseGridRoom(size=4)
+    env.reset(seed=0)
+    assert env.position == (0, 0)
+    # Up and left from the top-left corner run into the wall; no-op stays.
+    assert [p for p, *_ in _walk(env, [UP, LEFT, NOOP])] == [(0, 0)] * 3
+    assert [p for p, *_ in _walk(env, [RIGHT, DOWN, LEFT, UP])] == [(0, 1), (1, 1), (1, 0), (0, 0)]
+    # Along the right wall: further right is blocked.
+    assert [p for p, *_ in _walk(env, [RIGHT] * 4)] == [(0, 1), (0, 2), (0, 3), (0, 3)]
+
+
+def test_only_the_far_corner_rewards_and_terminates():
+    env = SparseGridRoom(size=5, horizon=100)
+    env.reset(seed=0)
+    path = [RIGHT] * 4 + [DOWN] * 3
+    steps = _walk(env, path)
+    assert all(reward == 0.0 and not term and not trunc for _, reward, term, trunc in steps)
+    assert steps[-1][0] == (3, 4)
+    position, reward, terminated, truncated = _walk(env, [DOWN])[0]
+    assert position == (4, 4) and reward == 1.0 and terminated and not truncated
+    # The shortest path is 2 (size - 1) steps.
+    assert len(path) + 1 == toy_envs.shortest_path_length(5)
+
+
+def test_truncates_exactly_at_the_horizon_and_reset_restarts():
+    env = SparseGridRoom(size=5, horizon=6)
+    env.reset(seed=0)
+    steps = _walk(env, [NOOP] * 6)
+    assert [trunc for *_, trunc in steps] == [False] * 5 + [True]
+    assert not any(term for _, _, term, _ in steps)
+    assert all(reward == 0.0 for _, reward, _, _ in steps)
+    env.reset()
+    assert env.position == (0, 0)
+    assert not _walk(env, [RIGHT])[0][3]  # The step counter restarted.
+
+
+def test_reaching_the_goal_on_the_last_step_is_termination_not_truncation():
+    env = SparseGridRoom(size=3, horizon=4)
+    env.reset(seed=0)
+    *_, last = _walk(env, [RIGHT, RIGHT, DOWN, DOWN])
+    assert last == ((2, 2), 1.0, True, False)
+
+
+def test_default_horizon_is_twice_the_shortest_path():
+    assert SparseGridRoom(size=15).horizon == 56
+    assert SparseGridRoom(size=6).horizon == 20
+    assert SparseGridRoom(size=6, horizon=9).horizon == 9
+
+
+def test_observations_locate_the_agent():
+    one_hot = SparseGridRoom(size=4, observation="one_hot")
+    observation, _ = one_hot.reset(seed=0)
+    observation, *_ = one_hot.step(DOWN)  # (1, 0)
+    assert observation.dtype == np.float32 and observation.shape == (16,)
+    assert np.flatnonzero(observation).tolist() == [4] and observation.sum() == 1.0
+
+    coordinates = SparseGridRoom(size=5, observation="coordinates")
+    coordinates.reset(seed=0)
+    observation, *_ = coordinates.step(RIGHT)  # (0, 1)
+    np.testing.assert_allclose(observation, [0.0, 0.25])
+
+    pixels = SparseGridRoom(size=5, observation="pixels")
+    pixels.reset(seed=0)
+    image, *_ = pixels.step(RIGHT)
+    assert image.shape == (20, 20, 3) and image.dtype == np.uint8
+    assert pixels.observation_space.contains(image)
+    assert (image[0:4, 4:8] == 255).all()  # The agent's cell is white.
+    assert (image[16:, 16:] == [0, 160, 0]).all()  # The goal's cell is green.
+    assert (image[0:4, 0:4] == 40).all()  # The cell it left is floor again.
+
+
+def test_render_gives_a_bigger_rgb_frame():
+    env = SparseGridRoom(size=5, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (80, 80, 3) and frame.dtype == np.uint8
+    assert SparseGridRoom(size=5).render() is None
+
+
+def _slippery_trajectory(seed: int) -> list[tuple[int, int]]:
+    env = SparseGridRoom(size=9, horizon=200, slip_probability=0.5)
+    env.reset(seed=seed)
+    return [p for p, *_ in _walk(env, [RIGHT, DOWN] * 30)]
+
+
+def test_seeded_slips_are_reproducible_and_differ_between_seeds():
+    assert _slippery_trajectory(3) == _slippery_trajectory(3)
+    assert _slippery_trajectory(3) != _slippery_trajectory(4)
+    # Without slips the dynamics ignore the seed.
+    env = SparseGridRoom(size=9)
+    env.reset(seed=1)
+    first = [p for p, *_ in _walk(env, [RIGHT, DOWN] * 5)]
+    env.reset(seed=2)
+    assert [p for p, *_ in _walk(env, [RIGHT, DOWN] * 5)] == first == [
+        (0, 1), (1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (3, 4), (4, 4), (4, 5), (5, 5)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"size": 1}, {"horizon": 0}, {"observation": "rgb"}, {"slip_probability": 1.5}],
+)
+def test_bad_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        SparseGridRoom(**kwargs)
+
+
+def test_invalid_action_raises():
+    env = SparseGridRoom(size=3, noop=False)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="invalid action"):
+        env.step(NOOP)
+
+
+# --------------------------------------------------------------------------------------
+# Random-walk success probability
+# --------------------------------------------------------------------------------------
+
+
+def test_exact_probability_by_hand_on_a_two_by_two_room():
+    # From (0, 0) the goal (1, 1) needs right-then-down or down-then-right.
+    assert toy_envs.random_walk_success_probability(2, 1, 5) == 0.0
+    assert toy_envs.random_walk_success_probability(2, 2, 5) == pytest.approx(2 / 25)
+    assert toy_envs.random_walk_success_probability(2, 2, 4) == pytest.approx(2 / 16)
+
+
+def test_exact_probability_matches_random_play_in_the_environment():
+    size, horizon, episodes = 4, 20, 3000
+    env = SparseGridRoom(size=size, horizon=horizon)
+    rng = np.random.default_rng(0)
+    successes = 0
+    for _ in range(episodes):
+        env.reset()
+        terminated = truncated = False
+        while not (terminated or truncated):
+            _, reward, terminated, truncated, _ = env.step(int(rng.integers(5)))
+        successes += reward == 1.0
+    exact = toy_envs.random_walk_success_probability(size, horizon, 5)
+    standard_error = np.sqrt(exact * (1 - exact) / episodes)
+    assert 0.05 < exact < 0.95
+    assert abs(successes / episodes - exact) < 4 * standard_error
+
+
+def test_vectorised_estimate_matches_the_exact_probability():
+    exact = toy_envs.random_walk_success_probability(5, 16, 5)
+    hits, fraction = toy_envs.random_walk_success_estimate(5, 16, 5, 50_000, seed=1)
+    assert hits == round(fraction * 50_000)
+    assert abs(fraction - exact) < 4 * np.sqrt(exact * (1 - exact) / 50_000)
+
+
+def test_default_room_is_out_of_reach_of_a_random_walk():
+    env = SparseGridRoom()
+    exact = toy_envs.random_walk_success_probability(env.size, env.horizon, env.action_space.n)
+    assert exact < 2e-5
+    assert toy_envs.shortest_path_length(env.size) <= env.horizon // 2

@@ -1,0 +1,265 @@
+"""Small Gymnasium environments of our own, for tests of exploration.
+
+Importing this module registers them with Gymnasium, so every agent can train on them by id:
+
+    python -m agents.r2d2.run_atari --environment_name=toy_envs:SparseGridRoom-v0
+
+(Gymnasium's ``module:EnvName-v0`` form imports ``toy_envs`` first, in actor processes too.)
+
+``SparseGridRoom``: an open ``size x size`` room without inner walls. The agent starts in the
+top-left corner; the only reward, +1, is for stepping onto the bottom-right corner, which also
+ends the episode. The episode is truncated after ``horizon`` steps (default: twice the shortest
+path). The room's border is a wall: a move into it leaves the agent where it is.
+
+With the defaults (15 x 15, 4 moves and a no-op, horizon 56 = 2 x 28) a uniformly random policy
+reaches the goal in about 9 of a million episodes (exact value: ``python -m toy_envs``), so an
+undirected ε-greedy learner essentially never sees the reward, while a directed explorer only
+needs to walk the 28-step diagonal once in its 56 steps.
+
+Run ``python -m toy_envs`` to print the random-walk success probability of a room, exactly
+(dynamic programming over the grid) and by Monte Carlo on the environment's own dynamics.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = [
+    "OBSERVATION_KINDS",
+    "SparseGridRoom",
+    "move",
+    "random_walk_success_estimate",
+    "random_walk_success_probability",
+    "shortest_path_length",
+]
+
+# (row, column) offsets of actions 0..4: up, right, down, left, no-op.
+_ACTION_OFFSETS = np.array([[-1, 0], [0, 1], [1, 0], [0, -1], [0, 0]], dtype=np.int64)
+OBSERVATION_KINDS = ("one_hot", "coordinates", "pixels")
+_OBSERVATION_CELL_PIXELS = 4  # "pixels" observations: 15 x 15 cells -> 60 x 60 x 3
+_RENDER_CELL_PIXELS = 16  # render(): big enough to watch in a video
+_FLOOR, _AGENT, _GOAL = (40, 40, 40), (255, 255, 255), (0, 160, 0)  # distinct grey levels too
+
+
+def move(positions: np.ndarray, actions: np.ndarray, size: int) -> np.ndarray:
+    """The room's dynamics: positions [..., 2] (row, column) and actions [...] -> new positions.
+
+    A move into the border wall leaves the agent in place. Shared by the environment and the
+    vectorised random-walk estimate, so the estimate measures exactly these dynamics.
+    """
+    return np.clip(positions + _ACTION_OFFSETS[actions], 0, size - 1)
+
+
+def shortest_path_length(size: int) -> int:
+    """Steps from one corner of a size x size room to the opposite one."""
+    return 2 * (size - 1)
+
+
+class SparseGridRoom(gym.Env):
+    """An open grid room with a single sparse reward in the far corner (see module docstring).
+
+    Args:
+        size: the room is size x size cells (>= 2).
+        horizon: steps before truncation; None means twice the shortest path.
+        observation: what the agent sees (the kind decides the torso: vectors get an MLP,
+            pixels the conv net):
+
+            * ``"one_hot"`` (default): float32 [size * size], 1 at the agent's cell. Every cell
+              is its own input direction, so nothing is known about unvisited cells: an
+              untrained network's greedy action is unrelated from cell to cell (no accidental
+              "always down-right" flow toward the goal), RND's prediction error falls only
+              where the agent has been (a per-cell visit count), and an inverse-dynamics
+              embedding must learn from transitions where each cell lies relative to its
+              neighbours. Episodic novelty on that embedding is then a count of the cells
+              visited this episode, with a kernel that also credits nearby cells.
+            * ``"coordinates"``: float32 [2], (row, column) / (size - 1) in [0, 1]. Smooth: any
+              network generalises between neighbouring cells from the start, which makes
+              novelty weaker (RND generalises to unvisited cells) and lets a random network
+              drift toward a corner.
+            * ``"pixels"``: uint8 [4 size, 4 size, 3] top-down image (agent white, goal green),
+              for the image path (grayscale, resized to 84 x 84, stacked).
+        noop: add a fifth action that stays in place. It slows a random walk further (4/5 of
+            the steps move) at no cost to a directed agent.
+        slip_probability: each step's action is replaced by a uniformly random one with this
+            probability (seeded by ``reset(seed=...)``); 0 makes the dynamics deterministic.
+        render_mode: None or ``"rgb_array"`` (16 pixels per cell).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 8}
+
+    def __init__(
+        self,
+        size: int = 15,
+        horizon: int | None = None,
+        observation: str = "one_hot",
+        noop: bool = True,
+        slip_probability: float = 0.0,
+        render_mode: str | None = None,
+    ) -> None:
+        if size < 2:
+            raise ValueError(f"size must be at least 2, got {size}")
+        if observation not in OBSERVATION_KINDS:
+            raise ValueError(f"observation must be one of {OBSERVATION_KINDS}, got {observation!r}")
+        if not 0.0 <= slip_probability <= 1.0:
+            raise ValueError(f"slip_probability must be in [0, 1], got {slip_probability}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.size = int(size)
+        self.horizon = 2 * shortest_path_length(size) if horizon is None else int(horizon)
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be at least 1, got {self.horizon}")
+        self.observation_kind = observation
+        self.slip_probability = float(slip_probability)
+        self.render_mode = render_mode
+        self.start = np.array([0, 0], dtype=np.int64)
+        self.goal = np.array([size - 1, size - 1], dtype=np.int64)
+        self.action_space = gym.spaces.Discrete(5 if noop else 4)
+        self.observation_space = self._observation_space()
+        self._position = self.start.copy()
+        self._steps = 0
+
+    def _observation_space(self) -> gym.spaces.Box:
+        if self.observation_kind == "one_hot":
+            return gym.spaces.Box(0.0, 1.0, (self.size * self.size,), np.float32)
+        if self.observation_kind == "coordinates":
+            return gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+        side = self.size * _OBSERVATION_CELL_PIXELS
+        return gym.spaces.Box(0, 255, (side, side, 3), np.uint8)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """The agent's (row, column)."""
+        return int(self._position[0]), int(self._position[1])
+
+    def _observe(self) -> np.ndarray:
+        if self.observation_kind == "one_hot":
+            one_hot = np.zeros(self.size * self.size, dtype=np.float32)
+            one_hot[self._position[0] * self.size + self._position[1]] = 1.0
+            return one_hot
+        if self.observation_kind == "coordinates":
+            return (self._position / (self.size - 1)).astype(np.float32)
+        return self._draw(_OBSERVATION_CELL_PIXELS)
+
+    def _draw(self, cell_pixels: int) -> np.ndarray:
+        """Top-down RGB image [size * cell_pixels, size * cell_pixels, 3] uint8."""
+        cells = np.empty((self.size, self.size, 3), dtype=np.uint8)
+        cells[:] = _FLOOR
+        cells[tuple(self.goal)] = _GOAL
+        cells[tuple(self._position)] = _AGENT  # Drawn last: visible on the goal too.
+        return np.repeat(np.repeat(cells, cell_pixels, axis=0), cell_pixels, axis=1)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._position = self.start.copy()
+        self._steps = 0
+        return self._observe(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r} for {self.action_space}")
+        if self.slip_probability > 0 and self.np_random.random() < self.slip_probability:
+            action = int(self.np_random.integers(self.action_space.n))
+        self._position = move(self._position, np.asarray(action), self.size)
+        self._steps += 1
+        terminated = bool(np.array_equal(self._position, self.goal))
+        truncated = not terminated and self._steps >= self.horizon
+        return self._observe(), float(terminated), terminated, truncated, {}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self._draw(_RENDER_CELL_PIXELS)
+
+
+def _register() -> None:
+    variants = {
+        "SparseGridRoom-v0": {},
+        "SparseGridRoomCoordinates-v0": {"observation": "coordinates"},
+        "SparseGridRoomPixels-v0": {"observation": "pixels"},
+    }
+    for env_id, kwargs in variants.items():
+        if env_id not in gym.registry:  # `python -m toy_envs` imports the module twice.
+            gym.register(id=env_id, entry_point="toy_envs:SparseGridRoom", kwargs=kwargs)
+
+
+_register()
+
+
+# --------------------------------------------------------------------------------------
+# How often does a uniformly random policy reach the goal?
+# --------------------------------------------------------------------------------------
+
+
+def random_walk_success_probability(size: int, horizon: int, num_actions: int = 5) -> float:
+    """Exact probability that uniformly random actions reach the far corner within `horizon`.
+
+    Propagates the distribution over cells one step at a time and removes (counts) the mass
+    that lands on the goal, which is absorbing.
+    """
+    goal = (size - 1, size - 1)
+    occupancy = np.zeros((size, size))
+    occupancy[0, 0] = 1.0
+    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    cells = np.stack([rows, cols], axis=-1)
+    reached = 0.0
+    for _ in range(horizon):
+        following = np.zeros_like(occupancy)
+        for action in range(num_actions):
+            target = move(cells, np.full(cells.shape[:2], action), size)
+            np.add.at(following, (target[..., 0], target[..., 1]), occupancy / num_actions)
+        reached += following[goal]
+        following[goal] = 0.0
+        occupancy = following
+    return float(reached)
+
+
+def random_walk_success_estimate(
+    size: int, horizon: int, num_actions: int, num_episodes: int, seed: int
+) -> tuple[int, float]:
+    """Monte Carlo: (episodes that reached the goal, their fraction), all walks in parallel."""
+    rng = np.random.default_rng(seed)
+    positions = np.zeros((num_episodes, 2), dtype=np.int64)
+    reached = np.zeros(num_episodes, dtype=bool)
+    goal = np.array([size - 1, size - 1])
+    for _ in range(horizon):
+        actions = rng.integers(num_actions, size=num_episodes)
+        # An episode that reached the goal has terminated: freeze it there.
+        positions = np.where(reached[:, None], positions, move(positions, actions, size))
+        reached |= (positions == goal).all(axis=1)
+    hits = int(reached.sum())
+    return hits, hits / num_episodes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m toy_envs", description="Random-walk success probability of SparseGridRoom."
+    )
+    parser.add_argument("--size", type=int, default=15, help="room side in cells")
+    parser.add_argument("--horizon", type=int, default=None, help="default: 2 x shortest path")
+    parser.add_argument("--no_noop", action="store_true", help="4 actions instead of 5")
+    parser.add_argument("--episodes", type=int, default=20_000, help="Monte Carlo episodes")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    horizon = args.horizon or 2 * shortest_path_length(args.size)
+    num_actions = 4 if args.no_noop else 5
+    exact = random_walk_success_probability(args.size, horizon, num_actions)
+    hits, fraction = random_walk_success_estimate(
+        args.size, horizon, num_actions, args.episodes, args.seed
+    )
+    print(
+        f"{args.size}x{args.size} room, {num_actions} actions, horizon {horizon} "
+        f"(shortest path {shortest_path_length(args.size)}): random walk reaches the goal with "
+        f"probability {exact:.3g} (exact); Monte Carlo {hits}/{args.episodes} = {fraction:.3g}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
