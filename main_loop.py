@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 from absl import logging
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from errors import UserError
 from tracker import EpisodeTracker, MetricsWriter, ProgressPrinter, ScalarAverager
@@ -222,23 +221,31 @@ class ActorFailure(UserError):
 
 
 class SharedWeights:
-    """The learner's parameters in shared memory, published with a version counter.
+    """The learner's acting state (parameters AND buffers, e.g. normalisation statistics) in
+    shared memory, published with a version counter.
 
-    Seqlock protocol: the learner makes the version odd, copies, then makes it even. A reader
-    copies only when the version is even and changed, and keeps the copy only if the version
-    did not move during the copy.
+    Every floating tensor of `module.state_dict()` is flattened into one shared buffer per
+    dtype, so float64 statistics keep their precision. Seqlock protocol: the learner makes the
+    version odd, copies, then makes it even. A reader copies only when the version is even and
+    changed, and keeps the copy only if the version did not move during the copy.
     """
 
     def __init__(self, network: torch.nn.Module) -> None:
-        flat = parameters_to_vector(network.parameters()).detach().cpu()
-        self.buffer = flat.clone().share_memory_()
+        self.keys = _shared_keys(network)
+        state = network.state_dict()
+        self.buffers: dict[str, torch.Tensor] = {}
+        for dtype, keys in _group_by_dtype(state, self.keys).items():
+            flat = torch.cat([state[k].detach().reshape(-1).cpu() for k in keys])
+            self.buffers[dtype] = flat.clone().share_memory_()
         self.version = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     def publish(self, network: torch.nn.Module) -> int:
-        flat = parameters_to_vector(network.parameters()).detach()
+        state = network.state_dict()
         version = int(self.version[0])
         self.version[0] = version + 1
-        self.buffer.copy_(flat)
+        for dtype, keys in _group_by_dtype(state, self.keys).items():
+            flat = torch.cat([state[k].detach().reshape(-1) for k in keys])
+            self.buffers[dtype].copy_(flat)
         self.version[0] = version + 2
         return version + 2
 
@@ -248,11 +255,35 @@ class SharedWeights:
             before = int(self.version[0])
             if before == known_version or before % 2 == 1:
                 return known_version
-            copy = self.buffer.clone()
+            copies = {dtype: buffer.clone() for dtype, buffer in self.buffers.items()}
             if int(self.version[0]) == before:
-                vector_to_parameters(copy, network.parameters())
+                _load_flat(network, copies, self.keys)
                 return before
         return known_version
+
+
+def _shared_keys(module: torch.nn.Module) -> list[str]:
+    """The state_dict entries worth sharing: every floating tensor (not integer counters)."""
+    return [k for k, v in module.state_dict().items() if torch.is_floating_point(v)]
+
+
+def _group_by_dtype(state: Mapping[str, torch.Tensor], keys: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(str(state[key].dtype), []).append(key)
+    return groups
+
+
+@torch.no_grad()
+def _load_flat(module: torch.nn.Module, flats: Mapping[str, torch.Tensor], keys: list[str]) -> None:
+    state = module.state_dict()  # tensors that share storage with the module
+    offsets = dict.fromkeys(flats, 0)
+    for key in keys:
+        target = state[key]
+        dtype = str(target.dtype)
+        size = target.numel()
+        target.copy_(flats[dtype][offsets[dtype] : offsets[dtype] + size].view_as(target))
+        offsets[dtype] += size
 
 
 class ActorMessage(NamedTuple):
@@ -263,6 +294,8 @@ class ActorMessage(NamedTuple):
     payloads: list
     episode_returns: list[float]
     episode_lengths: list[int]
+    # The actor's own checkpointable state (NGU's d_m², Agent57's bandits), or None.
+    actor_state: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,13 +340,21 @@ def actor_process_main(
     credits,
     stop_event,
     update_interval: int,
+    initial_state: dict | None = None,
 ) -> None:
-    """Body of one actor process: act, pull weights every `update_interval` steps, send."""
+    """Body of one actor process: act, pull weights every `update_interval` steps, send.
+
+    `initial_state` is the actor's own state as its predecessor last reported it (after a
+    restart or a resume); every message reports the current one.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # The learner decides when actors stop.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
     parent = std_mp.parent_process()
     env, actor = actor_factory(actor_index, seed)
+    reports_state = hasattr(actor, "state_dict")
+    if initial_state is not None and reports_state:
+        actor.load_state_dict(initial_state)
     version = weights.pull(actor.network, -1)
     tracker = EpisodeTracker(env.num_envs)
     actor.reset()
@@ -336,6 +377,7 @@ def actor_process_main(
                 payloads,
                 tracker.episode_returns,
                 tracker.episode_lengths,
+                actor.state_dict() if reports_state else None,
             )
             if not _send_with_credit(writer, credits, message, stop_event, parent):
                 break
@@ -370,6 +412,8 @@ class ActorPool:
         self.stop_event = self.context.Event()
         self.slots: list[_ActorSlot] = []
         self.total_restarts = 0
+        # Each actor's latest reported own state, handed to its replacement or a resumed run.
+        self.actor_states: dict[int, dict] = {}
 
     def start(self) -> None:
         for index in range(self.config.num_actors):
@@ -391,6 +435,7 @@ class ActorPool:
                 credits,
                 self.stop_event,
                 self.config.actor_update_interval,
+                self.actor_states.get(index),
             ),
             name=f"actor-{index}",
             daemon=True,
@@ -592,6 +637,8 @@ class ParallelTrainer:
     def _ingest(self, message: ActorMessage, games: EpisodeTracker, per_actor) -> None:
         self.limiter.inserted += self.learner.ingest(message.payloads)
         index = message.actor_index
+        if message.actor_state is not None:
+            self.pool.actor_states[index] = message.actor_state
         self.progress.total_steps += message.num_steps
         steps, episodes = self.progress.actor_steps, self.progress.actor_episodes
         steps[index] = steps.get(index, 0) + message.num_steps
@@ -606,12 +653,15 @@ class ParallelTrainer:
             "actor_steps": {str(k): v for k, v in self.progress.actor_steps.items()},
             "actor_episodes": {str(k): v for k, v in self.progress.actor_episodes.items()},
             "actor_restarts": [slot.restarts for slot in self.pool.slots],
+            "actor_states": {str(k): v for k, v in self.pool.actor_states.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.progress.total_steps = int(state["total_steps"])
         self.progress.actor_steps = {int(k): int(v) for k, v in state["actor_steps"].items()}
         self.progress.actor_episodes = {int(k): int(v) for k, v in state["actor_episodes"].items()}
+        states = state.get("actor_states", {})  # absent in checkpoints of older runs
+        self.pool.actor_states = {int(k): v for k, v in states.items()}
 
 
 def run_parallel_training(
