@@ -296,6 +296,9 @@ class ActorMessage(NamedTuple):
     episode_lengths: list[int]
     # The actor's own checkpointable state (NGU's d_m², Agent57's bandits), or None.
     actor_state: dict | None = None
+    # Agent-specific scalars since the last message, name -> values (NGU: returns per policy
+    # index, intrinsic reward parts); the iteration's row holds the mean of each.
+    statistics: dict[str, list[float]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,6 +381,7 @@ def actor_process_main(
                 tracker.episode_returns,
                 tracker.episode_lengths,
                 actor.state_dict() if reports_state else None,
+                actor.drain_statistics() if hasattr(actor, "drain_statistics") else None,
             )
             if not _send_with_credit(writer, credits, message, stop_event, parent):
                 break
@@ -587,6 +591,7 @@ class ParallelTrainer:
             tolerance=4 * learner.batch_size * max(config.replay_ratio, 1.0),
         )
         self.progress = ParallelProgress()
+        self._actor_statistics: dict[str, list[float]] = {}
         self.log = log
 
     def __enter__(self) -> ParallelTrainer:
@@ -632,13 +637,22 @@ class ParallelTrainer:
         for index, returns in sorted(per_actor.items()):
             if returns:
                 rates[f"actor_{index}/episode_return"] = float(np.mean(returns))
+        rates |= self._take_actor_statistics()
         return games, learner_stats.means("learner"), rates
+
+    def _take_actor_statistics(self) -> dict[str, float]:
+        """Means of the agent-specific scalars actors reported since the last call."""
+        means = {k: float(np.mean(v)) for k, v in sorted(self._actor_statistics.items()) if v}
+        self._actor_statistics = {}
+        return means
 
     def _ingest(self, message: ActorMessage, games: EpisodeTracker, per_actor) -> None:
         self.limiter.inserted += self.learner.ingest(message.payloads)
         index = message.actor_index
         if message.actor_state is not None:
             self.pool.actor_states[index] = message.actor_state
+        for key, values in (message.statistics or {}).items():
+            self._actor_statistics.setdefault(key, []).extend(values)
         self.progress.total_steps += message.num_steps
         steps, episodes = self.progress.actor_steps, self.progress.actor_episodes
         steps[index] = steps.get(index, 0) + message.num_steps
