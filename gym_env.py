@@ -10,7 +10,22 @@ stepped together, returning :class:`TimeStep` batches. It adapts any gymnasium
 * Atari, evaluation videos (``render=True``): one Python-wrapped ``ALE/<Game>-v5`` with
   the same semantics inside a ``SyncVectorEnv``; :meth:`EnvironmentBatch.render` gives
   the full-resolution RGB screen.
-* Classic control (``CartPole-v1`` ...): a ``SyncVectorEnv`` of ``gym.make(name)``.
+* Any other Gymnasium environment with Discrete actions, named by its registered id
+  (``CartPole-v1``, or ``module:EnvName-v0``, which imports ``module`` first so that it can
+  register its environments): a ``SyncVectorEnv`` of ``gym.make(id)``, observations adapted:
+
+  - a 1-D ``Box`` (a vector) becomes float32 ``[D]``; the networks give it an MLP torso;
+  - a uint8 image, ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with C in {1, 3, 4}, is
+    preprocessed like an Atari screen: grayscale (alpha dropped), resized to 84x84 with
+    area interpolation, and the last 4 frames stacked with zero padding at an episode's
+    start: uint8 ``[4, 84, 84]`` for the conv torso. Why not colour or the native size:
+    replay stores one 2-D frame per step and rebuilds stacks from it, and the Nature conv
+    torso expects 84x84;
+  - anything else (continuous actions, Dict/Tuple/Discrete observations, float images)
+    raises :class:`UnsupportedEnvironmentError` naming what is unsupported.
+
+  The environment's own time limit applies; there are no no-op starts, frame skip or
+  life-loss signals.
 
 Timestep semantics (per environment):
 
@@ -28,7 +43,9 @@ Atari frame stacks are ZERO-padded at the start of an episode: the first observa
 an episode is ``[0, ..., 0, frame]``. The replay rebuilds stacks with the same zero
 padding before an episode's first frame, so both must agree.
 
-Run ``python -m gym_env --list`` to print the valid Atari game names.
+Run ``python -m gym_env --list`` to print the valid Atari game names. :class:`EnvSpec` is the
+picklable recipe that actor processes build their environments from;
+:func:`check_environment_name` tells Atari names and Gymnasium ids apart.
 """
 
 from __future__ import annotations
@@ -37,22 +54,31 @@ import argparse
 import dataclasses
 import difflib
 import functools
+import importlib
 import os
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import cv2
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
 __all__ = [
     "AtariConfig",
+    "EnvSpec",
     "EnvironmentBatch",
     "TimeStep",
     "UnknownEnvironmentError",
+    "UnsupportedEnvironmentError",
     "atari_game_names",
+    "check_environment_name",
+    "check_gymnasium_id",
     "create_atari_environment",
     "create_classic_environment",
+    "create_gymnasium_environment",
+    "is_atari_game",
     "validate_atari_game",
 ]
 
@@ -74,6 +100,10 @@ class TimeStep:
 
 class UnknownEnvironmentError(ValueError):
     """An unknown game or environment id; the message is a single line."""
+
+
+class UnsupportedEnvironmentError(UnknownEnvironmentError):
+    """An environment the agents cannot play (its spaces, its rendering); one-line message."""
 
 
 # --------------------------------------------------------------------------------------
@@ -309,6 +339,11 @@ def validate_atari_game(game: str) -> str:
     raise UnknownEnvironmentError(_unknown_message("Atari game", name, suggestion, _LIST_HINT))
 
 
+def is_atari_game(name: str) -> bool:
+    """Whether `name` is a bare CamelCase Atari game name ("Pong"), the default kind of name."""
+    return isinstance(name, str) and name in _atari_name_to_rom_id()
+
+
 class _FireOnReset(gym.Wrapper):
     """Presses FIRE once after every reset (for games whose action set has FIRE)."""
 
@@ -430,11 +465,143 @@ def create_atari_environment(
 
 
 # --------------------------------------------------------------------------------------
-# Classic control
+# Any Gymnasium environment: classic control, a researcher's own environments
 # --------------------------------------------------------------------------------------
 
-_CLASSIC_EXAMPLES = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+_GYMNASIUM_EXAMPLES = ("CartPole-v1", "Acrobot-v1", "toy_envs:SparseGridRoom-v0")
+_ENVIRONMENT_HINT = (
+    "pass an Atari game name (python -m gym_env --list) or a registered Gymnasium id such as "
+    + ", ".join(_GYMNASIUM_EXAMPLES)
+)
 _CARTPOLE_POSITIONS = (0, 2)  # cart position, pole angle (velocities are 1 and 3)
+_IMAGE_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+IMAGE_SIZE = 84  # The Nature conv torso's input size.
+IMAGE_FRAME_STACK = 4
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _brief(value: object, limit: int = 160) -> str:
+    text = _one_line(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _split_gymnasium_id(name: str) -> tuple[str, str]:
+    """ "module:EnvName-v0" -> ("module", "EnvName-v0"); a plain id has no module ("")."""
+    module, colon, env_id = name.partition(":")
+    return (module, env_id) if colon else ("", name)
+
+
+def _register_ale() -> None:
+    # ALE ids ("ALE/Pong-v5") exist once ale_py is imported; a spawned actor has not yet.
+    import ale_py
+
+    gym.register_envs(ale_py)
+
+
+def check_gymnasium_id(name: str) -> None:
+    """Checks that `name` is a registered Gymnasium id; for ``module:EnvName-v0`` it first
+    imports ``module`` (as ``gym.make`` does), which registers its environments.
+
+    Raises UnknownEnvironmentError (one line) for a module that fails to import or an unknown
+    id, with a suggestion when one is close.
+    """
+    module, env_id = _split_gymnasium_id(name)
+    if module:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # A researcher's module may fail in any way: report it.
+            raise UnknownEnvironmentError(
+                _one_line(
+                    f"cannot import module {module!r} of environment {name!r}: "
+                    f"{type(error).__name__}: {error}"
+                )
+            ) from None
+    if env_id.startswith("ALE/"):
+        _register_ale()
+    if env_id in gym.registry:
+        return
+    suggestion = _suggest(env_id, [*atari_game_names(), *gym.registry])
+    if module and suggestion in gym.registry:
+        suggestion = f"{module}:{suggestion}"
+    raise UnknownEnvironmentError(
+        _unknown_message("environment", name, suggestion, _ENVIRONMENT_HINT)
+    )
+
+
+def check_environment_name(name: str) -> None:
+    """Accepts a bare Atari game name ("Pong") or a registered Gymnasium id ("CartPole-v1",
+    "toy_envs:SparseGridRoom-v0"); raises UnknownEnvironmentError (one line) otherwise."""
+    if not is_atari_game(name):
+        check_gymnasium_id(name)
+
+
+def _image_layout(space: gym.Space) -> str | None:
+    """ "HW", "HWC" or "CHW" for a uint8 image Box; None for anything else."""
+    if not isinstance(space, gym.spaces.Box) or space.dtype != np.uint8:
+        return None
+    shape = space.shape
+    if len(shape) == 2:
+        return "HW"
+    if len(shape) == 3 and shape[-1] in _IMAGE_CHANNELS:
+        return "HWC"
+    if len(shape) == 3 and shape[0] in _IMAGE_CHANNELS:
+        return "CHW"
+    return None
+
+
+def _check_supported(env: gym.Env, name: str) -> None:
+    """Raises UnsupportedEnvironmentError unless actions are Discrete(n) from 0 and the
+    observation is a 1-D Box or a uint8 image."""
+    actions = env.action_space
+    if not isinstance(actions, gym.spaces.Discrete):
+        raise UnsupportedEnvironmentError(
+            f"unsupported environment {name!r}: action space {_brief(actions)} is not Discrete "
+            "(the agents pick one of n actions)"
+        )
+    if int(actions.start) != 0:
+        raise UnsupportedEnvironmentError(
+            f"unsupported environment {name!r}: its Discrete actions start at {actions.start}, "
+            "not 0"
+        )
+    space = env.observation_space
+    is_vector = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+    if not is_vector and _image_layout(space) is None:
+        raise UnsupportedEnvironmentError(
+            f"unsupported environment {name!r}: observation space {_brief(space)} is neither a "
+            "1-D Box (a vector) nor a uint8 image Box of shape (H, W), (H, W, C) or (C, H, W) "
+            "with C in 1, 3, 4"
+        )
+
+
+def _check_renders_rgb(env: gym.Env, name: str) -> None:
+    modes = list(env.metadata.get("render_modes") or [])
+    if "rgb_array" not in modes:
+        raise UnsupportedEnvironmentError(
+            f"environment {name!r} cannot be recorded: its render modes are {modes}, "
+            "without 'rgb_array'"
+        )
+
+
+def _rgb_frame(env: gym.Env, name: str) -> np.ndarray:
+    """env.render() as an RGB frame [H, W, 3] uint8; one-line error when it cannot give one."""
+    try:
+        frame = env.render()
+    except Exception as error:  # e.g. classic control without pygame
+        raise UnsupportedEnvironmentError(
+            _one_line(
+                f"environment {name!r} cannot render a frame: {type(error).__name__}: {error}"
+            )
+        ) from None
+    frame = None if frame is None else np.asarray(frame)
+    if frame is None or frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+        what = "None" if frame is None else f"{frame.dtype} {frame.shape}"
+        raise UnsupportedEnvironmentError(
+            f"environment {name!r} rendered {what}, not an RGB uint8 frame (H, W, 3)"
+        )
+    return frame
 
 
 class _KeepIndices(gym.ObservationWrapper):
@@ -469,47 +636,179 @@ class _Float32Observation(gym.ObservationWrapper):
         return np.asarray(observation, dtype=np.float32)
 
 
-def _make_classic(name: str, hide_velocity: bool, render: bool) -> gym.Env:
-    env = gym.make(name, render_mode="rgb_array" if render else None)
+def grayscale_resize(image: np.ndarray, layout: str, size: int) -> np.ndarray:
+    """One uint8 image in `layout` ("HW", "HWC" or "CHW"; C in 1, 3, 4) -> grayscale
+    [size, size] uint8. RGB(A) uses the ITU-R 601 luma weights (alpha dropped); resizing uses
+    area interpolation, as the Atari preprocessing does."""
+    image = np.asarray(image, dtype=np.uint8)
+    if layout == "CHW":
+        image = np.moveaxis(image, 0, -1)
+    if image.ndim == 3:
+        if image.shape[-1] == 1:
+            image = image[..., 0]
+        else:
+            image = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=cv2.INTER_AREA)
+
+
+class _GrayscaleResize(gym.ObservationWrapper):
+    """uint8 image observations in any supported layout -> grayscale uint8 [size, size]."""
+
+    def __init__(self, env: gym.Env, size: int) -> None:
+        super().__init__(env)
+        self._layout = _image_layout(env.observation_space)
+        self._size = size
+        self.observation_space = gym.spaces.Box(0, 255, (size, size), np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return grayscale_resize(observation, self._layout, self._size)
+
+
+def _make_gymnasium(
+    name: str,
+    hide_velocity: bool,
+    render: bool,
+    frame_stack: int,
+    env_kwargs: Mapping[str, Any],
+) -> gym.Env:
+    """gym.make(name) with its spaces checked and its observations adapted (module docstring)."""
+    from gymnasium.wrappers import FrameStackObservation
+
+    check_gymnasium_id(name)  # Imports the module: this may run in a fresh actor process.
+    try:
+        with warnings.catch_warnings():
+            if render:  # gym.make warns about an unknown render mode; checked just below.
+                warnings.simplefilter("ignore")
+            env = gym.make(name, render_mode="rgb_array" if render else None, **env_kwargs)
+    except gym.error.Error as error:  # e.g. a missing optional dependency (box2d, mujoco)
+        raise UnknownEnvironmentError(_one_line(f"cannot create {name!r}: {error}")) from None
+    try:
+        _check_supported(env, name)
+        if render:
+            _check_renders_rgb(env, name)
+    except Exception:
+        env.close()
+        raise
+    if _image_layout(env.observation_space) is None:
+        return _KeepIndices(env, _CARTPOLE_POSITIONS) if hide_velocity else _Float32Observation(env)
     if hide_velocity:
-        return _KeepIndices(env, _CARTPOLE_POSITIONS)
-    return _Float32Observation(env)
+        raise ValueError(f"hide_velocity is only defined for CartPole, got {name!r}")
+    env = _GrayscaleResize(env, IMAGE_SIZE)
+    return FrameStackObservation(env, frame_stack, padding_type="zero")
 
 
-def create_classic_environment(
+def create_gymnasium_environment(
     name: str,
     num_envs: int,
     seed: int,
     *,
     hide_velocity: bool = False,
     render: bool = False,
+    clip_rewards: bool = False,
+    frame_stack: int = IMAGE_FRAME_STACK,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> EnvironmentBatch:
-    """E copies of a gymnasium environment with a Discrete action space (``CartPole-v1``...).
+    """E copies of a registered Gymnasium environment with Discrete actions.
 
-    Observations are float32. ``hide_velocity=True`` (CartPole only) keeps the cart position
-    and pole angle (indices 0 and 2): a partially observed task that needs memory.
+    Args:
+        name: a registered id, or ``module:EnvName-v0`` (``module`` is imported first).
+        hide_velocity: CartPole only: keep the cart position and pole angle (indices 0 and
+            2), a partially observed task that needs memory.
+        render: env 0's ``render()`` gives RGB frames (made with ``render_mode="rgb_array"``;
+            an environment without that mode raises UnsupportedEnvironmentError).
+        clip_rewards: clip the learning reward to [-1, 1].
+        frame_stack: frames stacked for image observations.
+        env_kwargs: keyword arguments of ``gym.make``.
+
+    Observations are float32 [D] for vectors and uint8 [frame_stack, 84, 84] for images (see
+    the module docstring); anything else raises UnsupportedEnvironmentError.
     """
-    if name not in gym.registry:
-        suggestion = _suggest(name, list(gym.registry))
-        hint = "valid ids include: " + ", ".join(_CLASSIC_EXAMPLES)
-        raise UnknownEnvironmentError(_unknown_message("environment", name, suggestion, hint))
-    if hide_velocity and not name.startswith("CartPole"):
+    check_gymnasium_id(name)
+    if hide_velocity and not _split_gymnasium_id(name)[1].startswith("CartPole"):
         raise ValueError(f"hide_velocity is only defined for CartPole, got {name!r}")
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    vector_env = gym.vector.SyncVectorEnv(
-        [functools.partial(_make_classic, name, hide_velocity, render) for _ in range(num_envs)],
-        autoreset_mode=AutoresetMode.NEXT_STEP,
+    if frame_stack < 1:
+        raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
+    make = functools.partial(
+        _make_gymnasium, name, hide_velocity, render, frame_stack, dict(env_kwargs or {})
     )
+    vector_env = gym.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
     try:
-        space = vector_env.single_observation_space
-        if not isinstance(space, gym.spaces.Box):
-            raise ValueError(f"{name!r} needs a Box observation space, got {space}")
-        render_fn = vector_env.envs[0].render if render else None
-        return EnvironmentBatch(vector_env, seed, render_fn=render_fn)
+        render_fn = functools.partial(_rgb_frame, vector_env.envs[0], name) if render else None
+        return EnvironmentBatch(vector_env, seed, clip_rewards=clip_rewards, render_fn=render_fn)
     except Exception:
         vector_env.close()
         raise
+
+
+# The name from when only classic control went this way.
+create_classic_environment = create_gymnasium_environment
+
+
+# --------------------------------------------------------------------------------------
+# The recipe actor processes build their environments from
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """A picklable recipe for an EnvironmentBatch, so actor processes build their own.
+
+    Either ``atari`` (the Atari pipeline) or ``classic_name``: any registered Gymnasium id,
+    ``module:EnvName-v0`` included; the module is imported by whichever process creates the
+    environment, so spawned actors register it too. The remaining fields apply to Gymnasium ids.
+    """
+
+    atari: AtariConfig | None = None
+    classic_name: str | None = None  # Any Gymnasium id; named when only classic control was.
+    hide_velocity: bool = False
+    clip_rewards: bool = False
+    frame_stack: int = IMAGE_FRAME_STACK  # Image observations only.
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # For gym.make.
+
+    @property
+    def name(self) -> str:
+        return self.atari.game if self.atari is not None else str(self.classic_name)
+
+    def create(
+        self, num_envs: int, seed: int, *, num_threads: int = 0, render: bool = False
+    ) -> EnvironmentBatch:
+        """`num_threads` is for Atari's C++ environment only."""
+        if self.atari is not None:
+            return create_atari_environment(
+                self.atari, num_envs, seed, render=render, num_threads=num_threads
+            )
+        if self.classic_name is None:
+            raise ValueError("EnvSpec needs an AtariConfig or a Gymnasium id")
+        return create_gymnasium_environment(
+            self.classic_name,
+            num_envs,
+            seed,
+            hide_velocity=self.hide_velocity,
+            render=render,
+            clip_rewards=self.clip_rewards,
+            frame_stack=self.frame_stack,
+            env_kwargs=self.env_kwargs,
+        )
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Plain values for a checkpoint: ``{"atari": {...}}`` or ``{"gymnasium": {...}}``."""
+        if self.atari is not None:
+            return {"atari": dataclasses.asdict(self.atari)}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del fields["atari"]
+        fields["env_kwargs"] = dict(self.env_kwargs)
+        return {"gymnasium": fields}
+
+    @classmethod
+    def from_checkpoint_state(cls, state: Mapping[str, Any]) -> EnvSpec:
+        """The spec saved by :meth:`checkpoint_state` in `state` (which may hold more keys)."""
+        if "atari" in state:
+            return cls(atari=AtariConfig(**state["atari"]))
+        fields = dict(state["gymnasium"])
+        fields["env_kwargs"] = dict(fields["env_kwargs"])
+        return cls(**fields)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -525,21 +824,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvSpec:
-    """A picklable recipe for an EnvironmentBatch, so actor processes build their own."""
-
-    atari: AtariConfig | None = None
-    classic_name: str | None = None
-    hide_velocity: bool = False
-
-    def create(self, num_envs: int, seed: int, *, num_threads: int = 0) -> EnvironmentBatch:
-        if self.atari is not None:
-            return create_atari_environment(self.atari, num_envs, seed, num_threads=num_threads)
-        if self.classic_name is None:
-            raise ValueError("EnvSpec needs an AtariConfig or a classic-control name")
-        return create_classic_environment(
-            self.classic_name, num_envs, seed, hide_velocity=self.hide_velocity
-        )
