@@ -148,9 +148,10 @@ def latest_path(directory: pathlib.Path) -> pathlib.Path | None:
     return max(found)[2] if found else None
 
 
-def run_directory(root: pathlib.Path, agent: str, environment_name: str) -> pathlib.Path:
-    """Where one agent's checkpoints for one game live: <root>/<agent>/<game>/."""
-    return pathlib.Path(root) / agent / environment_name
+def run_directory(root: pathlib.Path, agent: str, environment_name: str, seed: int) -> pathlib.Path:
+    """Where one run's checkpoints live: <root>/<agent>/<game>/seed_<seed>/, so that several
+    seeds of one agent and game train side by side without touching each other's files."""
+    return pathlib.Path(root) / agent / environment_name / f"seed_{seed}"
 
 
 def load_module_state(module: torch.nn.Module, state: Mapping[str, Any], what: str) -> None:

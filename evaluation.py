@@ -1,5 +1,5 @@
-"""What every agent's eval_agent.py shares: flags, finding the checkpoint, greedy play and
-recording one episode to an mp4."""
+"""What every agent's eval_agent.py shares: flags, finding the checkpoint, greedy play of N
+whole games, their mean score and human-normalised score, and recording the first to an mp4."""
 
 from __future__ import annotations
 
@@ -13,44 +13,76 @@ import cv2
 import numpy as np
 from absl import flags, logging
 
+import atari_scores
 import checkpoint
 import gym_env
 from errors import UserError
-from tracker import EpisodeTracker
 
 FLAGS = flags.FLAGS
 
 
 def define_eval_flags() -> None:
     flags.DEFINE_string("environment_name", "Pong", "Atari game, e.g. Pong.")
-    flags.DEFINE_string("checkpoint_path", None, "Checkpoint file (default: the latest one).")
+    flags.DEFINE_string(
+        "checkpoint_path", None, "Checkpoint file (default: the latest one of the run of --seed)."
+    )
     flags.DEFINE_string("checkpoint_dir", "./checkpoints", "Root of checkpoints.")
-    flags.DEFINE_integer("num_eval_steps", 30_000, "Agent steps to play at most.", 1)
+    flags.DEFINE_integer(
+        "num_episodes",
+        1,
+        "Whole games to play. Prints the mean ± std of their scores and their human-normalised "
+        "score; only the first game is recorded.",
+        1,
+    )
+    flags.DEFINE_integer(
+        "num_eval_steps",
+        30_000,
+        "Agent steps per game at most: a game still going then ends there and is scored as it "
+        "stands, as at the --max_episode_frames cap.",
+        1,
+    )
     flags.DEFINE_string("recording_dir", "./recordings", "Where the mp4 goes.")
     flags.DEFINE_float("eval_epsilon", 0.01, "ε of the greedy actor.", 0, 1)
     flags.DEFINE_integer("max_episode_frames", 108_000, "Episode cap in frames.", 1)
-    flags.DEFINE_integer("seed", 1, "Seed of the environment and the actor.")
+    flags.DEFINE_integer(
+        "seed",
+        1,
+        "Seed of the run to evaluate (its checkpoints are under "
+        "<checkpoint_dir>/<agent>/<game>/seed_<seed>/) and of the evaluation games.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
     video_path: pathlib.Path
-    frames_written: int
-    episode_returns: list[float]
+    frames_written: int  # Of the first game, the one recorded.
+    episode_returns: list[float]  # Raw score of each game played.
+    episode_lengths: list[int]  # Agent steps of each game.
 
 
 def checkpoint_to_evaluate(agent: str) -> pathlib.Path:
     if FLAGS.checkpoint_path:
         return pathlib.Path(FLAGS.checkpoint_path)
-    run_dir = checkpoint.run_directory(FLAGS.checkpoint_dir, agent, FLAGS.environment_name)
+    game, seed = FLAGS.environment_name, FLAGS.seed
+    run_dir = checkpoint.run_directory(FLAGS.checkpoint_dir, agent, game, seed)
     latest = checkpoint.latest_path(run_dir)
     if latest is None:
         raise UserError(
-            f"no checkpoint for {agent} on {FLAGS.environment_name} under {run_dir}; train with "
-            f"python -m agents.{agent}.run_atari --environment_name={FLAGS.environment_name} "
-            "or pass --checkpoint_path"
+            f"no checkpoint for {agent} on {game} with seed {seed} under {run_dir}"
+            f"{_other_seeds_hint(run_dir)}; train with python -m agents.{agent}.run_atari "
+            f"--environment_name={game} --seed={seed} or pass --checkpoint_path"
         )
     return latest
+
+
+def _other_seeds_hint(run_dir: pathlib.Path) -> str:
+    """' (runs exist for --seed=3, 4)' when other seeds of this agent and game were trained."""
+    others = sorted(
+        path.name.removeprefix("seed_")
+        for path in run_dir.parent.glob("seed_*")
+        if checkpoint.latest_path(path) is not None
+    )
+    return f" (runs exist for --seed={', '.join(others)})" if others else ""
 
 
 def load_for_evaluation(agent: str) -> tuple[pathlib.Path, dict[str, Any]]:
@@ -99,26 +131,54 @@ class Mp4Writer:
             self._writer.release()
 
 
-def play_and_record(
-    env, actor, num_steps: int, video_path: pathlib.Path, fps: float = 15.0
+def play_game(env, actor, max_steps: int, video: Mp4Writer | None = None) -> tuple[float, int]:
+    """Plays one game of env 0 from a reset, for at most `max_steps` agent steps.
+
+    Returns (raw score, agent steps). With `video`, records the reset frame and one frame per
+    agent step.
+    """
+    actor.reset()
+    timestep = env.reset()
+    if video is not None:
+        video.write(env.render())
+    score, steps = 0.0, 0
+    while steps < max_steps:
+        timestep = env.step(actor.step(timestep))
+        score += float(timestep.raw_reward[0])
+        steps += 1
+        if video is not None:
+            video.write(env.render())
+        if timestep.last[0]:
+            break
+    return score, steps
+
+
+def play_games(
+    env, actor, num_games: int, max_steps: int, video_path: pathlib.Path, fps: float = 15.0
 ) -> EvalResult:
-    """Plays one episode (at most `num_steps` agent steps) and records every frame of it."""
-    tracker = EpisodeTracker(env.num_envs)
+    """Plays `num_games` games one after another and records the first one to `video_path`."""
     video = Mp4Writer(video_path, fps)
     try:
-        actor.reset()
-        timestep = env.reset()
-        tracker.step(timestep)
-        video.write(env.render())
-        for _ in range(num_steps):
-            timestep = env.step(actor.step(timestep))
-            tracker.step(timestep)
-            video.write(env.render())
-            if timestep.last[0]:
-                break
+        games = [play_game(env, actor, max_steps, video)]
     finally:
         video.close()
-    return EvalResult(video.path, video.frames_written, tracker.episode_returns)
+    games += [play_game(env, actor, max_steps) for _ in range(num_games - 1)]
+    scores, lengths = zip(*games, strict=True)
+    return EvalResult(video.path, video.frames_written, list(scores), list(lengths))
+
+
+def score_summary(game: str, scores: list[float]) -> str:
+    """'Pong: 3 games, score -20.3 ± 0.6, human-normalised -0.006 ± 0.017' (mean ± std over
+    games, std with Bessel's correction; no ± for one game)."""
+    mean = float(np.mean(scores))
+    std = float(np.std(scores, ddof=1)) if len(scores) > 1 else None
+    text = f"{game}: {len(scores)} game{'s' if len(scores) > 1 else ''}, score {mean:.1f}"
+    text += f" ± {std:.1f}" if std is not None else ""
+    if not atari_scores.has_published_scores(game):
+        return f"{text}, no human-normalised score (no published human score for {game})"
+    random, human = atari_scores.RANDOM_AND_HUMAN_SCORES[game]
+    text += f", human-normalised {atari_scores.human_normalized_score(game, mean):.3f}"
+    return text + (f" ± {std / (human - random):.3f}" if std is not None else "")
 
 
 def run_evaluation(agent: str, make_actor: Callable[[dict[str, Any], Any], Any]) -> EvalResult:
@@ -134,15 +194,16 @@ def run_evaluation(agent: str, make_actor: Callable[[dict[str, Any], Any], Any])
         video_path = (
             pathlib.Path(FLAGS.recording_dir) / f"{agent}_{FLAGS.environment_name}_{stamp}.mp4"
         )
-        result = play_and_record(env, actor, FLAGS.num_eval_steps, video_path)
-    returns = result.episode_returns
+        result = play_games(env, actor, FLAGS.num_episodes, FLAGS.num_eval_steps, video_path)
     logging.info(
-        "%s: %d finished games, returns %s; %d frames recorded to %s",
+        "%s: %d games, scores %s in %s agent steps; first game (%d frames) recorded to %s",
         path,
-        len(returns),
-        [round(r, 1) for r in returns],
+        len(result.episode_returns),
+        [round(r, 1) for r in result.episode_returns],
+        result.episode_lengths,
         result.frames_written,
         result.video_path,
     )
+    print(score_summary(FLAGS.environment_name, result.episode_returns))
     print(result.video_path)
     return result

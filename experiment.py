@@ -16,6 +16,7 @@ from absl import flags, logging
 
 import checkpoint
 import gym_env
+import run_record
 from errors import ConfigError, UserError
 
 FLAGS = flags.FLAGS
@@ -102,7 +103,7 @@ class RunConfig:
             atari, max_episode_frames=FLAGS.max_eval_episode_frames, terminal_on_life_loss=False
         )
         root = pathlib.Path(FLAGS.checkpoint_dir)
-        run_dir = checkpoint.run_directory(root, agent, FLAGS.environment_name)
+        run_dir = checkpoint.run_directory(root, agent, FLAGS.environment_name, FLAGS.seed)
         tb = FLAGS.tensorboard_dir
         return cls(
             agent=agent,
@@ -117,7 +118,7 @@ class RunConfig:
             eval_atari=eval_atari,
             checkpoint_root=root,
             results_csv_path=pathlib.Path(FLAGS.results_csv_path or run_dir / "results.csv"),
-            tensorboard_dir=pathlib.Path(tb) / agent / FLAGS.environment_name if tb else None,
+            tensorboard_dir=pathlib.Path(tb) / run_dir.relative_to(root) if tb else None,
             resume=FLAGS.resume,
             save_replay=FLAGS.save_replay,
             device=resolve_device(FLAGS.device),
@@ -125,7 +126,26 @@ class RunConfig:
 
     @property
     def run_dir(self) -> pathlib.Path:
-        return checkpoint.run_directory(self.checkpoint_root, self.agent, self.environment_name)
+        return checkpoint.run_directory(
+            self.checkpoint_root, self.agent, self.environment_name, self.seed
+        )
+
+    @property
+    def frames_per_step(self) -> int:
+        """Environment frames per agent step (the action repeat): papers plot against frames."""
+        return self.atari.frame_skip if self.atari is not None else 1
+
+    def claim_results_csv(self) -> None:
+        """Records agent, game and seed beside the results CSV (for the report), refusing a
+        CSV that holds another run's results."""
+        record = run_record.RunRecord(
+            agent=self.agent,
+            environment_name=self.environment_name,
+            seed=self.seed,
+            frames_per_step=self.frames_per_step,
+            num_iterations=self.num_iterations,
+        )
+        run_record.claim(self.results_csv_path, record)
 
 
 def resolve_device(name: str) -> torch.device:

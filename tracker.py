@@ -124,6 +124,9 @@ def format_duration(seconds: float) -> str:
 class MetricsWriter:
     """One CSV row and one set of TensorBoard scalars per iteration.
 
+    Each row also records the environment frames (agent steps x `frames_per_step`, the action
+    repeat: 4 on Atari, 1 elsewhere), because papers plot against frames.
+
     On resume from iteration k, rows after k (written by the killed run after its last
     checkpoint) are dropped so the CSV never holds an iteration twice, and TensorBoard events
     after the resumed step are purged.
@@ -135,7 +138,9 @@ class MetricsWriter:
         tensorboard_dir: pathlib.Path | None,
         resume_iteration: int = 0,
         resume_step: int | None = None,
+        frames_per_step: int = 1,
     ) -> None:
+        self.frames_per_step = frames_per_step
         self.csv_path = pathlib.Path(csv_path) if csv_path else None
         self._rows: list[dict[str, str]] = []
         if self.csv_path and self.csv_path.exists() and resume_iteration > 0:
@@ -152,12 +157,14 @@ class MetricsWriter:
             self._writer = SummaryWriter(str(tensorboard_dir), purge_step=purge_step)
 
     def write(self, iteration: int, step: int, scalars: Mapping[str, float]) -> None:
-        row = {"iteration": str(iteration), "step": str(step)}
+        frames = step * self.frames_per_step
+        row = {"iteration": str(iteration), "step": str(step), "frames": str(frames)}
         row.update({k: _format(v) for k, v in scalars.items()})
         self._rows.append(row)
         if self.csv_path:
             self._write_csv()
         if self._writer:
+            self._writer.add_scalar("frames", frames, step)
             for key, value in scalars.items():
                 if value is not None and math.isfinite(value):
                     self._writer.add_scalar(key, value, step)

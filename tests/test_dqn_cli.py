@@ -6,6 +6,7 @@ after a SIGKILL, and that bad input gives one `error:` line, exit code 2 and los
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import pickle
@@ -84,13 +85,19 @@ def _scalar_steps(directory: pathlib.Path, tag: str) -> list[int]:
     return [event.step for event in accumulator.Scalars(tag)]
 
 
+def _scalar_values(directory: pathlib.Path, tag: str) -> list[tuple[int, float]]:
+    accumulator = EventAccumulator(str(directory))
+    accumulator.Reload()
+    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+
+
 @pytest.fixture(scope="module")
 def pong_run(tmp_path_factory) -> dict[str, pathlib.Path]:
     """One tiny DQN run on Pong (2 iterations of 300 steps), shared read-only by the tests."""
     dirs = _run_dirs(tmp_path_factory.mktemp("pong_run"))
     result = run_module("run_atari", [*PONG_FLAGS, *_dir_flags(dirs)])
     check_ok(result)
-    return {**dirs, "run_dir": dirs["checkpoint_dir"] / "dqn" / "Pong"}
+    return {**dirs, "run_dir": dirs["checkpoint_dir"] / "dqn" / "Pong" / "seed_3"}
 
 
 # --------------------------------------------------------------------------------------
@@ -107,6 +114,18 @@ def test_run_atari_writes_checkpoints_csv_and_tensorboard(pong_run):
     ]
     rows = read_csv(pong_run["results_csv_path"])
     assert [(r["iteration"], r["step"]) for r in rows] == [("1", "300"), ("2", "600")]
+    # Atari repeats each action for 4 frames: papers plot against these frames.
+    assert [r["frames"] for r in rows] == ["1200", "2400"]
+    # The run record beside the CSV says what the run is, for the report.
+    record = json.loads(pong_run["results_csv_path"].with_suffix(".run.json").read_text())
+    assert record == {
+        "agent": "dqn",
+        "environment_name": "Pong",
+        "seed": 3,
+        "frames_per_step": 4,
+        "num_iterations": 2,
+        "format_version": 1,
+    }
     for column in (
         "train/episode_return",
         "eval/episode_return",
@@ -118,10 +137,11 @@ def test_run_atari_writes_checkpoints_csv_and_tensorboard(pong_run):
     assert [float(r["learner/num_updates"]) for r in rows] == [50.0, 125.0]
     assert all(np.isfinite(float(r["learner/loss"])) for r in rows)
 
-    tb_dir = pong_run["tensorboard_dir"] / "dqn" / "Pong"
+    tb_dir = pong_run["tensorboard_dir"] / "dqn" / "Pong" / "seed_3"
     assert list(tb_dir.glob("events.out.tfevents.*"))
     assert _scalar_steps(tb_dir, "learner/loss") == [300, 600]
     assert _scalar_steps(tb_dir, "learner/num_updates") == [300, 600]
+    assert _scalar_values(tb_dir, "frames") == [(300, 1200.0), (600, 2400.0)]
 
 
 @pytest.mark.slow
@@ -161,6 +181,7 @@ def test_eval_agent_records_one_episode_to_mp4(pong_run, tmp_path):
             f"--checkpoint_dir={pong_run['checkpoint_dir']}",
             f"--recording_dir={recording_dir}",
             "--num_eval_steps=150",
+            "--seed=3",
         ],
     )
     check_ok(result)
@@ -192,7 +213,9 @@ RESUME_FLAGS = ["--num_iterations=3", "--num_train_steps=400", "--num_eval_steps
 
 
 def _final_state(dirs: dict[str, pathlib.Path]) -> dict:
-    return load_checkpoint(dirs["checkpoint_dir"] / "dqn" / "Pong" / "iteration_0003.ckpt")["state"]
+    return load_checkpoint(
+        dirs["checkpoint_dir"] / "dqn" / "Pong" / "seed_3" / "iteration_0003.ckpt"
+    )["state"]
 
 
 @pytest.mark.slow
@@ -201,7 +224,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     check_ok(run_module("run_atari", [*RESUME_FLAGS, *_dir_flags(full)]))
 
     dirs = _run_dirs(tmp_path / "killed")
-    run_dir = dirs["checkpoint_dir"] / "dqn" / "Pong"
+    run_dir = dirs["checkpoint_dir"] / "dqn" / "Pong" / "seed_3"
     first_checkpoint = run_dir / "iteration_0001.ckpt"
     log = tmp_path / "killed.log"
     with open(log, "w") as out:
@@ -245,7 +268,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     ]
     assert columns[1] == columns[0] == [("1", "400"), ("2", "800"), ("3", "1200")]
     for d in (full, dirs):
-        tb_dir = d["tensorboard_dir"] / "dqn" / "Pong"
+        tb_dir = d["tensorboard_dir"] / "dqn" / "Pong" / "seed_3"
         assert _scalar_steps(tb_dir, "learner/num_updates") == [400, 800, 1200]
 
 

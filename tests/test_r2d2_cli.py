@@ -184,12 +184,12 @@ def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
         [*TINY, "--num_iterations=2", "--num_train_steps=400", *_dir_flags(tmp_path)],
     )
     check_ok(result)
-    run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong"
+    run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong" / "seed_5"
     assert sorted(p.name for p in run_dir.glob("*.ckpt")) == [
         "iteration_0001.ckpt",
         "iteration_0002.ckpt",
     ]
-    assert list((tmp_path / "tb" / "r2d2" / "Pong").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tb" / "r2d2" / "Pong" / "seed_5").glob("events.out.tfevents.*"))
 
     rows = read_csv(run_dir / "results.csv")
     assert [r["iteration"] for r in rows] == ["1", "2"]
@@ -232,6 +232,7 @@ def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
             f"--checkpoint_dir={tmp_path / 'checkpoints'}",
             f"--recording_dir={recordings}",
             "--num_eval_steps=100",
+            "--seed=5",
         ],
     )
     check_ok(result)
@@ -276,7 +277,7 @@ def test_interrupt_leaves_nothing_behind_and_resume_finishes(tmp_path, interrupt
         f"--num_train_steps={num_train_steps}",
         *_dir_flags(tmp_path),
     ]
-    run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong"
+    run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong" / "seed_5"
     shm_before = _shm_entries()
     process = _start(args, tmp_path / "run.log")
     children: dict[int, tuple[int, str]] = {}

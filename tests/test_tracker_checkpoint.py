@@ -154,7 +154,7 @@ def _scalars(directory: pathlib.Path, tag: str) -> list[tuple[int, float]]:
 
 def test_metrics_writer_csv_rows(tmp_path):
     path = tmp_path / "sub" / "results.csv"
-    writer = MetricsWriter(path, None)
+    writer = MetricsWriter(path, None, frames_per_step=4)
     writer.write(1, 100, {"train/episode_return": 1.5, "train/num_episodes": 2})
     writer.write(2, 200, {"train/episode_return": math.nan, "learner/loss": 0.25})
     writer.close()
@@ -162,6 +162,7 @@ def test_metrics_writer_csv_rows(tmp_path):
     assert fields == [
         "iteration",
         "step",
+        "frames",
         "train/episode_return",
         "train/num_episodes",
         "learner/loss",
@@ -170,6 +171,7 @@ def test_metrics_writer_csv_rows(tmp_path):
         {
             "iteration": "1",
             "step": "100",
+            "frames": "400",
             "train/episode_return": "1.5",
             "train/num_episodes": "2",
             "learner/loss": "",
@@ -177,6 +179,7 @@ def test_metrics_writer_csv_rows(tmp_path):
         {
             "iteration": "2",
             "step": "200",
+            "frames": "800",
             "train/episode_return": "nan",
             "train/num_episodes": "",
             "learner/loss": "0.25",
@@ -225,6 +228,8 @@ def test_metrics_writer_tensorboard_scalars(tmp_path):
     writer.close()
     assert _scalars(tb, "loss") == [(100, 0.5), (200, 0.25)]
     assert _scalars(tb, "return") == [(200, 3.0)]  # NaN is not written.
+    # Environment frames beside agent steps; one frame per step without an action repeat.
+    assert _scalars(tb, "frames") == [(100, 100.0), (200, 200.0)]
 
 
 def test_metrics_writer_tensorboard_resume_keeps_the_resumed_iteration(tmp_path):

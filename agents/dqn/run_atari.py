@@ -62,7 +62,14 @@ def main() -> None:
         if run.save_replay:
             checkpointer.save_replay(learner.replay.state_dict())
 
-    writer = MetricsWriter(run.results_csv_path, run.tensorboard_dir, start_iteration, start_step)
+    run.claim_results_csv()
+    writer = MetricsWriter(
+        run.results_csv_path,
+        run.tensorboard_dir,
+        start_iteration,
+        start_step,
+        frames_per_step=run.frames_per_step,
+    )
     logging.info("DQN on %s, %s, device %s", run.environment_name, config, run.device)
     try:
         run_single_thread_training(

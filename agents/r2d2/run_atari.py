@@ -77,8 +77,13 @@ def main() -> None:
         }
         checkpointer.save(completed_iterations, state, steps_into_next)
 
+    run.claim_results_csv()
     writer = MetricsWriter(
-        run.results_csv_path, run.tensorboard_dir, start_iteration, trainer.progress.total_steps
+        run.results_csv_path,
+        run.tensorboard_dir,
+        start_iteration,
+        trainer.progress.total_steps,
+        frames_per_step=run.frames_per_step,
     )
     logging.info(
         "R2D2 on %s: %d actors x %d envs, learner on %s",
