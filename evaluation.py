@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ FLAGS = flags.FLAGS
 
 
 def define_eval_flags() -> None:
-    flags.DEFINE_string("environment_name", "Pong", "Atari game, e.g. Pong.")
+    flags.DEFINE_string("environment_name", "Pong", gym_env.ENVIRONMENT_NAME_HELP)
     flags.DEFINE_string(
         "checkpoint_path", None, "Checkpoint file (default: the latest one of the run of --seed)."
     )
@@ -86,24 +87,32 @@ def _other_seeds_hint(run_dir: pathlib.Path) -> str:
 
 
 def load_for_evaluation(agent: str) -> tuple[pathlib.Path, dict[str, Any]]:
-    gym_env.validate_atari_game(FLAGS.environment_name)
+    gym_env.check_environment_name(FLAGS.environment_name)
     path = checkpoint_to_evaluate(agent)
     state = checkpoint.load(path, {"agent": agent, "environment_name": FLAGS.environment_name})
     return path, state
 
 
 def recording_environment(state: dict[str, Any]):
-    """The training environment's settings, capped and scored as evaluation requires."""
-    atari = gym_env.AtariConfig(**state["atari"])
-    atari = dataclasses.replace(
-        atari, max_episode_frames=FLAGS.max_episode_frames, terminal_on_life_loss=False
-    )
-    # The Python ALE prints a banner to stderr at INFO level, which would turn a later
-    # one-line error (a network that does not fit) into three lines; keep warnings only.
-    import ale_py
+    """The training environment's settings, capped and scored as evaluation requires, rendering
+    RGB frames (Atari: the full-resolution screen; Gymnasium: render_mode="rgb_array")."""
+    spec = gym_env.EnvSpec.from_checkpoint_state(state)
+    if spec.atari is not None:
+        atari = dataclasses.replace(
+            spec.atari, max_episode_frames=FLAGS.max_episode_frames, terminal_on_life_loss=False
+        )
+        spec = dataclasses.replace(spec, atari=atari)
+        # The Python ALE prints a banner to stderr at INFO level, which would turn a later
+        # one-line error (a network that does not fit) into three lines; keep warnings only.
+        import ale_py
 
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
-    return gym_env.create_atari_environment(atari, 1, FLAGS.seed, render=True)
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
+    return spec.create(1, FLAGS.seed, render=True)
+
+
+def _file_part(name: str) -> str:
+    """An environment name usable in a file name: "toy_envs:Room-v0" -> "toy_envs_Room-v0"."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 class Mp4Writer:
@@ -192,7 +201,8 @@ def run_evaluation(agent: str, make_actor: Callable[[dict[str, Any], Any], Any])
             raise checkpoint.CheckpointError(f"{path}: {error}") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         video_path = (
-            pathlib.Path(FLAGS.recording_dir) / f"{agent}_{FLAGS.environment_name}_{stamp}.mp4"
+            pathlib.Path(FLAGS.recording_dir)
+            / f"{agent}_{_file_part(FLAGS.environment_name)}_{stamp}.mp4"
         )
         result = play_games(env, actor, FLAGS.num_episodes, FLAGS.num_eval_steps, video_path)
     logging.info(

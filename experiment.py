@@ -38,7 +38,7 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
         "terminal_on_life_loss": False,
         **(agent_defaults or {}),
     }
-    flags.DEFINE_string("environment_name", d["environment_name"], "Atari game, e.g. Pong.")
+    flags.DEFINE_string("environment_name", d["environment_name"], gym_env.ENVIRONMENT_NAME_HELP)
     flags.DEFINE_integer("num_iterations", d["num_iterations"], "Training iterations.", 1)
     flags.DEFINE_integer("num_train_steps", d["num_train_steps"], "Agent steps per iteration.", 1)
     flags.DEFINE_integer("num_eval_steps", d["num_eval_steps"], "Evaluation agent steps.", 0)
@@ -78,8 +78,8 @@ class RunConfig:
     num_envs: int
     seed: int
     eval_epsilon: float
-    atari: gym_env.AtariConfig
-    eval_atari: gym_env.AtariConfig
+    env_spec: gym_env.EnvSpec  # Training environments; actor processes build theirs from it.
+    eval_env_spec: gym_env.EnvSpec
     checkpoint_root: pathlib.Path
     results_csv_path: pathlib.Path
     tensorboard_dir: pathlib.Path | None
@@ -89,19 +89,7 @@ class RunConfig:
 
     @classmethod
     def from_flags(cls, agent: str, **atari_overrides: Any) -> RunConfig:
-        gym_env.validate_atari_game(FLAGS.environment_name)
-        atari = gym_env.AtariConfig(
-            game=FLAGS.environment_name,
-            sticky_action_probability=FLAGS.sticky_action_probability,
-            full_action_space=FLAGS.full_action_space,
-            clip_rewards=FLAGS.clip_rewards,
-            terminal_on_life_loss=FLAGS.terminal_on_life_loss,
-            **atari_overrides,
-        )
-        # Evaluation scores whole games on raw rewards with the evaluation frame cap.
-        eval_atari = dataclasses.replace(
-            atari, max_episode_frames=FLAGS.max_eval_episode_frames, terminal_on_life_loss=False
-        )
+        env_spec, eval_env_spec = environment_specs(**atari_overrides)
         root = pathlib.Path(FLAGS.checkpoint_dir)
         run_dir = checkpoint.run_directory(root, agent, FLAGS.environment_name, FLAGS.seed)
         tb = FLAGS.tensorboard_dir
@@ -114,8 +102,8 @@ class RunConfig:
             num_envs=FLAGS.num_envs,
             seed=FLAGS.seed,
             eval_epsilon=FLAGS.eval_epsilon,
-            atari=atari,
-            eval_atari=eval_atari,
+            env_spec=env_spec,
+            eval_env_spec=eval_env_spec,
             checkpoint_root=root,
             results_csv_path=pathlib.Path(FLAGS.results_csv_path or run_dir / "results.csv"),
             tensorboard_dir=pathlib.Path(tb) / run_dir.relative_to(root) if tb else None,
@@ -123,6 +111,15 @@ class RunConfig:
             save_replay=FLAGS.save_replay,
             device=resolve_device(FLAGS.device),
         )
+
+    @property
+    def atari(self) -> gym_env.AtariConfig | None:
+        """The Atari settings of training; None for a Gymnasium environment."""
+        return self.env_spec.atari
+
+    @property
+    def eval_atari(self) -> gym_env.AtariConfig | None:
+        return self.eval_env_spec.atari
 
     @property
     def run_dir(self) -> pathlib.Path:
@@ -146,6 +143,49 @@ class RunConfig:
             num_iterations=self.num_iterations,
         )
         run_record.claim(self.results_csv_path, record)
+
+
+# Flags of the Atari pipeline, meaningless for any other Gymnasium environment.
+_ATARI_ONLY_FLAGS = (
+    "sticky_action_probability",
+    "full_action_space",
+    "terminal_on_life_loss",
+    "max_eval_episode_frames",
+)
+
+
+def environment_specs(**atari_overrides: Any) -> tuple[gym_env.EnvSpec, gym_env.EnvSpec]:
+    """(training, evaluation) environments named by --environment_name: an Atari game, or a
+    registered Gymnasium id whose spaces are checked now, so a bad one fails in one line before
+    anything is written. `atari_overrides` set AtariConfig fields; of them, `frame_stack` also
+    applies to a Gymnasium environment's image observations."""
+    name = FLAGS.environment_name
+    if gym_env.is_atari_game(name):
+        atari = gym_env.AtariConfig(
+            game=name,
+            sticky_action_probability=FLAGS.sticky_action_probability,
+            full_action_space=FLAGS.full_action_space,
+            clip_rewards=FLAGS.clip_rewards,
+            terminal_on_life_loss=FLAGS.terminal_on_life_loss,
+            **atari_overrides,
+        )
+        # Evaluation scores whole games on raw rewards with the evaluation frame cap.
+        eval_atari = dataclasses.replace(
+            atari, max_episode_frames=FLAGS.max_eval_episode_frames, terminal_on_life_loss=False
+        )
+        return gym_env.EnvSpec(atari=atari), gym_env.EnvSpec(atari=eval_atari)
+    gym_env.check_gymnasium_id(name)
+    given = [f"--{flag}" for flag in _ATARI_ONLY_FLAGS if FLAGS[flag].present]
+    if given:
+        raise ConfigError(f"{', '.join(given)} only apply to Atari games, not to {name!r}")
+    spec = gym_env.EnvSpec(
+        classic_name=name,
+        clip_rewards=FLAGS.clip_rewards,
+        frame_stack=atari_overrides.get("frame_stack", gym_env.IMAGE_FRAME_STACK),
+    )
+    spec.create(1, seed=0).close()  # Unsupported spaces fail here, in one line.
+    # The environment's own time limit ends evaluation games too.
+    return spec, spec
 
 
 def resolve_device(name: str) -> torch.device:

@@ -474,6 +474,13 @@ _ENVIRONMENT_HINT = (
     + ", ".join(_GYMNASIUM_EXAMPLES)
 )
 _CARTPOLE_POSITIONS = (0, 2)  # cart position, pole angle (velocities are 1 and 3)
+ENVIRONMENT_NAME_HELP = (
+    "Atari game by its bare name (Pong, MontezumaRevenge; python -m gym_env --list prints them "
+    "all), or any registered Gymnasium id with Discrete actions: CartPole-v1, or "
+    "module:EnvName-v0, which imports module first (toy_envs:SparseGridRoom-v0). Vector "
+    "observations get an MLP torso; uint8 images become stacks of 4 grayscale 84x84 frames "
+    "for the conv torso."
+)
 _IMAGE_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
 IMAGE_SIZE = 84  # The Nature conv torso's input size.
 IMAGE_FRAME_STACK = 4

@@ -1,6 +1,7 @@
-"""Trains DQN on an Atari game.
+"""Trains DQN on an Atari game or on any Gymnasium environment with discrete actions.
 
 python -m agents.dqn.run_atari --environment_name=Pong
+python -m agents.dqn.run_atari --environment_name=CartPole-v1
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import dataclasses
 from absl import logging
 
 import checkpoint
-import gym_env
 from agents.dqn.agent import DqnConfig, build_agent
 from experiment import (
     RunCheckpointer,
@@ -34,8 +34,8 @@ def main() -> None:
     run = RunConfig.from_flags("dqn")
     config: DqnConfig = config_from_flags(DqnConfig)
     seed_everything(run.seed)
-    train_env = gym_env.create_atari_environment(run.atari, run.num_envs, run.seed)
-    eval_env = gym_env.create_atari_environment(run.eval_atari, 1, run.seed + 1_000_003)
+    train_env = run.env_spec.create(run.num_envs, run.seed)
+    eval_env = run.eval_env_spec.create(1, run.seed + 1_000_003)
     total_updates = run.num_iterations * run.num_train_steps // config.agent_steps_per_update
     actor, learner = build_agent(
         config,
@@ -57,7 +57,7 @@ def main() -> None:
 
     def save(iteration: int, total_steps: int) -> None:
         state = checkpoint_state(iteration, total_steps, config, actor, learner)
-        state["atari"] = dataclasses.asdict(run.atari)
+        state.update(run.env_spec.checkpoint_state())
         checkpointer.save(iteration, state)
         if run.save_replay:
             checkpointer.save_replay(learner.replay.state_dict())

@@ -1,6 +1,8 @@
-"""Trains R2D2 on an Atari game with N actor processes feeding one learner.
+"""Trains R2D2 with N actor processes feeding one learner, on an Atari game or on any
+Gymnasium environment with discrete actions.
 
 python -m agents.r2d2.run_atari --environment_name=Pong --num_actors=8
+python -m agents.r2d2.run_atari --environment_name=toy_envs:SparseGridRoom-v0
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import dataclasses
 from absl import logging
 
 import checkpoint
-import gym_env
 from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
 from experiment import (
     RunCheckpointer,
@@ -39,8 +40,8 @@ def main() -> None:
     config: R2d2Config = config_from_flags(R2d2Config)
     parallel: ParallelConfig = config_from_flags(ParallelConfig)
     seed_everything(run.seed)
-    env_spec = gym_env.EnvSpec(atari=run.atari)
-    eval_env = gym_env.create_atari_environment(run.eval_atari, 1, run.seed + 1_000_003)
+    env_spec = run.env_spec
+    eval_env = run.eval_env_spec.create(1, run.seed + 1_000_003)
     learner = build_learner(
         config,
         eval_env.observation_shape,
@@ -70,7 +71,7 @@ def main() -> None:
             "iteration": completed_iterations,
             "config": dataclasses.asdict(config),
             "parallel": dataclasses.asdict(parallel),
-            "atari": dataclasses.asdict(run.atari),
+            **run.env_spec.checkpoint_state(),
             "learner": learner.state_dict(),
             "trainer": trainer.state_dict(),
             "torch_rng": checkpoint.torch_rng_state(),
