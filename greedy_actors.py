@@ -12,24 +12,14 @@ import abc
 import numpy as np
 import torch
 
+from exploration import epsilon_greedy_with_probability
+
 
 def epsilon_greedy_actions(
     q_values: torch.Tensor, epsilon: float | np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """ε-greedy over a batch.
-
-    Args:
-      q_values: [E, A] action values.
-      epsilon: scalar or [E] per-environment exploration rates.
-      rng: the generator for the exploration draws.
-    Returns:
-      [E] int64 actions.
-    """
-    num_envs, num_actions = q_values.shape
-    greedy = q_values.argmax(dim=-1).cpu().numpy()
-    explore = rng.random(num_envs) < epsilon
-    random_actions = rng.integers(0, num_actions, size=num_envs)
-    return np.where(explore, random_actions, greedy).astype(np.int64)
+    """ε-greedy over a batch: q_values [E, A], epsilon scalar or [E] -> [E] int64 actions."""
+    return epsilon_greedy_with_probability(q_values, epsilon, rng)[0]
 
 
 class GreedyActorBase(abc.ABC):
@@ -68,23 +58,34 @@ class EpsilonGreedyActor(GreedyActorBase):
 
 
 class RecurrentEpsilonGreedyActor(GreedyActorBase):
-    """Recurrent network (R2D2 family): carries the LSTM state, previous action and reward
-    per environment, and clears them when an environment starts a new game."""
+    """Recurrent network (R2D2 family): carries the packed recurrent state [E, S] and the
+    previous action per environment, and clears them when an environment starts a new game.
 
-    def __init__(self, network, epsilon: float, seed: int, device: torch.device) -> None:
+    The network reads named inputs (`network.input_names`): the observation, the previous
+    action, the reward into the observation, and whatever `extra_inputs` adds (NGU: policy
+    index and intrinsic reward). `last_probabilities` is the behaviour probability μ of each
+    action the latest `step` chose.
+    """
+
+    def __init__(self, network, epsilon: float | np.ndarray, seed: int, device: torch.device):
         super().__init__(epsilon, seed, device)
         self.network = network
-        self.state = None
-        self.consumed_state = None  # The state fed to the network at the latest step.
+        self.state: torch.Tensor | None = None
+        self.consumed_state: torch.Tensor | None = None  # The state fed at the latest step.
         self.prev_action: torch.Tensor | None = None
+        self.last_probabilities: np.ndarray | None = None
 
     def reset(self) -> None:
         self.state = None
         self.prev_action = None
 
-    def extra_inputs(self, timestep) -> torch.Tensor | None:
-        """Per-step inputs beyond (observation, previous action, reward); NGU adds some."""
-        return None
+    def extra_inputs(self, timestep) -> dict[str, torch.Tensor]:
+        """Per-step inputs [E] beyond observation, previous action and reward; NGU adds some."""
+        return {}
+
+    def action_values(self, network_output: torch.Tensor) -> torch.Tensor:
+        """The network's output [1, E, ...] -> Q-values [E, A] to act on (Agent57 mixes two)."""
+        return network_output[0]
 
     def q_values(self, timestep) -> torch.Tensor:
         num_envs = len(timestep.first)
@@ -92,19 +93,24 @@ class RecurrentEpsilonGreedyActor(GreedyActorBase):
             self.state = self.network.initial_state(num_envs, self.device)
             self.prev_action = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         keep = torch.as_tensor(~timestep.first, device=self.device)
-        self.state = type(self.state)(*(s * keep.unsqueeze(-1) for s in self.state))
+        self.state = self.state * keep.unsqueeze(-1)
         self.prev_action = self.prev_action * keep
-        observation = torch.as_tensor(timestep.observation, device=self.device).unsqueeze(0)
-        reward = torch.as_tensor(timestep.reward, device=self.device).unsqueeze(0)
-        extra = self.extra_inputs(timestep)
+        inputs = {
+            "observation": torch.as_tensor(timestep.observation, device=self.device),
+            "prev_action": self.prev_action,
+            "reward": torch.as_tensor(timestep.reward, device=self.device),
+            **self.extra_inputs(timestep),
+        }
         self.consumed_state = self.state
-        q, self.state = self.network(
-            observation, self.prev_action.unsqueeze(0), reward, self.state, extra
+        output, self.state = self.network(
+            {k: v.unsqueeze(0) for k, v in inputs.items()}, self.state
         )
-        return q[0]
+        return self.action_values(output)
 
     @torch.no_grad()
     def step(self, timestep) -> np.ndarray:
-        actions = super().step(timestep)
+        actions, self.last_probabilities = epsilon_greedy_with_probability(
+            self.q_values(timestep), self.epsilon, self.rng
+        )
         self.prev_action = torch.as_tensor(actions, device=self.device)
         return actions

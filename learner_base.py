@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from checkpoint import load_module_state
+from errors import NonFiniteLossError
 
 
 class TargetNetworkLearner:
@@ -16,32 +17,72 @@ class TargetNetworkLearner:
 
     `config` is the agent's config dataclass; it must have learning_rate, adam_eps,
     max_grad_norm and target_update_period.
+
+    `param_groups` (optional) splits the trained parameters into named groups, each with its
+    own learning rate and weight decay (dicts with "name", "params", "lr" and optionally
+    "weight_decay"), and each clipped to `max_grad_norm` on its own: NGU trains its
+    embedding and RND predictor beside the Q-network, and Agent57 clips its two heads
+    separately. Adam's moments are per parameter, so separate groups are separate optimisers.
+    By default one group holds every parameter of `network` at config.learning_rate.
     """
 
-    def __init__(self, network: torch.nn.Module, replay, config, device: torch.device) -> None:
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        replay,
+        config,
+        device: torch.device,
+        param_groups: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.network = network
         self.target_network = copy.deepcopy(network).requires_grad_(False)
         self.replay = replay
         self.config = config
         self.device = device
+        groups = param_groups or [
+            {"name": "", "params": list(network.parameters()), "lr": config.learning_rate}
+        ]
+        self._group_settings = [(g["lr"], g.get("weight_decay", 0.0)) for g in groups]
+        self.group_names = [g["name"] for g in groups]
         self.optimizer = torch.optim.Adam(
-            network.parameters(), lr=config.learning_rate, eps=config.adam_eps
+            [{k: v for k, v in g.items() if k != "name"} for g in groups],
+            lr=config.learning_rate,
+            eps=config.adam_eps,
         )
+        self.last_grad_norms: dict[str, float] = {}
         self.max_grad_norm = config.max_grad_norm
         self.target_update_period = config.target_update_period
         self.num_updates = 0
 
     def apply_gradients(self, loss: torch.Tensor) -> float:
         """One clipped Adam step on `loss`; copies the target every period. Returns the
-        gradient norm before clipping."""
+        gradient norm before clipping.
+
+        Raises NonFiniteLossError, before the step changes any weight, when the loss or the
+        gradient norm is NaN or infinite: Adam would spread a single NaN to every weight.
+        """
+        update = self.num_updates + 1
+        if not torch.isfinite(loss.detach()):
+            raise NonFiniteLossError("loss", loss.item(), update)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.max_grad_norm)
+        norms = [
+            torch.nn.utils.clip_grad_norm_(group["params"], self.max_grad_norm)
+            for group in self.optimizer.param_groups
+        ]
+        grad_norm = torch.stack(norms).norm()
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError("gradient norm", grad_norm.item(), update)
         self.optimizer.step()
         self.num_updates += 1
         if self.num_updates % self.target_update_period == 0:
             self.target_network.load_state_dict(self.network.state_dict())
-        return grad_norm.item()
+        self.last_grad_norms = {
+            f"grad_norm{'_' + name if name else ''}": norm.item()
+            for name, norm in zip(self.group_names, norms, strict=True)
+        }
+        return norms[0].item()
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -55,4 +96,12 @@ class TargetNetworkLearner:
         load_module_state(self.network, state["network"], "network")
         load_module_state(self.target_network, state["target_network"], "target network")
         self.optimizer.load_state_dict(state["optimizer"])
+        # The saved optimiser state carries the saved learning rate and eps; a resume that
+        # changes them on purpose (--allow_config_change) must get the new values.
+        for group, (lr, weight_decay) in zip(
+            self.optimizer.param_groups, self._group_settings, strict=True
+        ):
+            group["lr"] = lr
+            group["weight_decay"] = weight_decay
+            group["eps"] = self.config.adam_eps
         self.num_updates = int(state["num_updates"])

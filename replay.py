@@ -12,10 +12,11 @@ Layering:
   transitions over them, frame stacks rebuilt at sample time.
 * `compress_frame` / `decompress_frame` — the frame codec, exported so that actor processes can
   compress before sending.
-* `ChunkBuilder` → `SequenceAssembler` → `SequenceReplay` — R2D2's path: actors cut each
-  environment stream into episode-aligned `Chunk`s, the learner assembles them into overlapping
-  burn-in + learning `Sequence`s that share (never copy) the chunks' frames and recurrent states,
-  and the replay samples time-major `SequenceBatch`es; `sequence_priorities` is R2D2's priority.
+* `ChunkBuilder` → `SequenceAssembler` → `SequenceReplay` — the recurrent agents' path: actors
+  cut each environment stream into episode-aligned `Chunk`s, the learner assembles them into
+  overlapping burn-in + learning `Sequence`s that share (never copy) the chunks' frames and
+  recurrent states, and the replay samples time-major `SequenceBatch`es; `sequence_priorities`
+  is R2D2's priority. What a step holds besides its frame is the agent's list of `Column`s.
 
 Timestep convention (dm_env style), used by `NStepAccumulator` and `TransitionReplay.add`: the
 timestep at time t carries the observation s_t, the reward r_t and the discount d_t of the
@@ -26,6 +27,7 @@ episode ends at s_t) and the action a_t the agent chose at s_t (meaningless when
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import itertools
 import math
 import sys
@@ -37,6 +39,7 @@ import snappy
 __all__ = [
     "Chunk",
     "ChunkBuilder",
+    "Column",
     "FinishedTransitions",
     "NStepAccumulator",
     "PrioritizedSampler",
@@ -50,6 +53,7 @@ __all__ = [
     "compress_frame",
     "decompress_frame",
     "sequence_priorities",
+    "step_dtype",
 ]
 
 # The step index within an episode is stored in a uint8; stacks only need to know whether the
@@ -893,7 +897,7 @@ def _sub_state(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarra
 
 
 # --------------------------------------------------------------------------------------------
-# Sequence replay (R2D2)
+# Sequence replay (R2D2, NGU, Agent57)
 # --------------------------------------------------------------------------------------------
 #
 # Steps are numbered from 0 within an episode. Every chunk but an episode's last holds exactly
@@ -903,6 +907,39 @@ def _sub_state(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarra
 # [j·period − burn_in, j·period) (nothing for j = 0). A frame is one `bytes` object from the
 # chunk that carried it; sequences hold references, so a frame seen by ~3 overlapping sequences
 # is stored once, and the recurrent state is stored only at chunk starts.
+#
+# What a step holds besides its frame is declared by the agent as a tuple of `Column`s (R2D2:
+# action, reward, discount; NGU adds intrinsic reward, policy index and μ). Chunks and
+# sequences keep their steps as one numpy structured array with a field per column, and every
+# part below loops over the declared columns. The recurrent state is opaque: a flat float32
+# vector that the network packs and unpacks, so a pair of LSTMs needs nothing from replay.
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One per-step value an agent stores beside each frame.
+
+    name: its key in chunks, sequences and batches.
+    dtype: numpy dtype name of the stored value ("int16" for actions, "float32" for rewards).
+    at_episode_start: the value forced at an episode's first step, for quantities that lead
+      INTO an observation (reward 0, discount 1): nothing leads into a first observation.
+      None keeps the value the actor gave.
+    previous_as: batches also carry the previous step's value under this name (R2D2 feeds its
+      network the previous action); it is 0 before an episode's first step.
+    """
+
+    name: str
+    dtype: str
+    at_episode_start: float | None = None
+    previous_as: str | None = None
+
+
+def step_dtype(columns: collections.abc.Sequence[Column]) -> np.dtype:
+    """The structured dtype of one step: a field per column, in declaration order."""
+    names = [c.name for c in columns] + [c.previous_as for c in columns if c.previous_as]
+    if len(set(names)) != len(names):
+        raise ValueError(f"column names must be unique, got {names}")
+    return np.dtype([(c.name, c.dtype) for c in columns])
 
 
 class Chunk(NamedTuple):
@@ -912,11 +949,9 @@ class Chunk(NamedTuple):
     episode: int  # episode counter within the stream
     index: int  # chunk number within the episode: 0, 1, 2, ...
     frames: tuple[bytes, ...]  # [L] newest frame per step, compress_frame()'d or raw tobytes()
-    actions: np.ndarray  # [L] int16: action taken at each step (meaningless at the final step)
-    rewards: np.ndarray  # [L] float32: reward INTO each step's observation (0 at episode start)
-    discounts: np.ndarray  # [L] float32: discount INTO each observation (0 after game over)
-    prev_action: int  # action taken just before the first step (0 at an episode start)
-    start_state: np.ndarray  # [2, H] float32: recurrent (h, c) consumed at the first step
+    steps: np.ndarray  # [L] structured (step_dtype): the declared columns of each step
+    before: np.ndarray  # [] structured: the step before the first (zeros at an episode start)
+    start_state: np.ndarray  # [S] float32: packed recurrent state consumed at the first step
     last: bool  # the episode ended at this chunk's final step
 
 
@@ -927,17 +962,31 @@ class ChunkBuilder:
     compression and only compressed bytes cross the process boundary.
     """
 
-    def __init__(self, stream: int, chunk_length: int, compress: bool) -> None:
+    def __init__(
+        self,
+        stream: int,
+        chunk_length: int,
+        compress: bool,
+        columns: collections.abc.Sequence[Column],
+    ) -> None:
         if chunk_length < 1:
             raise ValueError(f"chunk_length must be >= 1, got {chunk_length}")
         self._stream = int(stream)
         self._chunk_length = int(chunk_length)
         self._compress = bool(compress)
+        self._dtype = step_dtype(columns)
+        self._names = self._dtype.names
+        self._episode_start_values = [
+            (c.name, c.at_episode_start) for c in columns if c.at_episode_start is not None
+        ]
         self._episode = -1
         self._index = 0
         self._in_episode = False  # a step was seen since the last `last`
-        self._prev_action = 0  # the action of the latest step, the next chunk's prev_action
-        self._clear_buffer()
+        self._latest = np.zeros((), self._dtype)  # the latest step: the next chunk's `before`
+        self._buffer = np.zeros(self._chunk_length, self._dtype)
+        self._frames: list[bytes] = []
+        self._start_state: np.ndarray | None = None
+        self._before = self._latest.copy()
 
     @property
     def episode(self) -> int:
@@ -947,34 +996,39 @@ class ChunkBuilder:
     def append(
         self,
         frame: np.ndarray,
-        action: int,
-        reward: float,
-        discount: float,
+        values: collections.abc.Mapping[str, float],
         first: bool,
         last: bool,
         state: np.ndarray,
     ) -> Chunk | None:
         """Adds one step; returns a chunk when one is finished (chunk_length steps, or `last`).
 
-        frame: the newest frame (e.g. [84, 84] uint8) or a whole vector observation; state:
-        [2, H], the recurrent state the network consumed at this step. A step after `last`
-        (or the stream's very first step) starts an episode even if `first` is not set.
+        frame: the newest frame (e.g. [84, 84] uint8) or a whole vector observation.
+        values: a value for every declared column (a mapping name -> scalar).
+        state: [S], the packed recurrent state the network consumed at this step.
+        A step after `last` (or the stream's very first step) starts an episode even if
+        `first` is not set.
         """
         if first or not self._in_episode:
             self._start_episode()
-        episode_start = self._index == 0 and not self._frames
-        if not self._frames:
+        position = len(self._frames)
+        if position == 0:
             state = np.array(state, dtype=np.float32)  # a copy: actors reuse their buffers
-            if state.ndim != 2 or state.shape[0] != 2:
-                raise ValueError(f"state must be [2, H], got {state.shape}")
+            if state.ndim != 1:
+                raise ValueError(f"state must be a flat [S] vector, got shape {state.shape}")
             self._start_state = state
-            self._start_prev_action = self._prev_action
+            self._before = self._latest.copy()
+        record = self._buffer[position]  # a view into the buffer
+        try:
+            for name in self._names:
+                record[name] = values[name]
+        except KeyError as missing:
+            raise ValueError(f"step values lack column {missing}; expected {self._names}") from None
+        if self._index == 0 and position == 0:
+            for name, value in self._episode_start_values:
+                record[name] = value
+        self._latest = record.copy()
         self._frames.append(self._encode(frame))
-        self._actions.append(int(action))
-        # Nothing leads INTO an episode's first observation: reward 0, discount 1.
-        self._rewards.append(0.0 if episode_start else float(reward))
-        self._discounts.append(1.0 if episode_start else float(discount))
-        self._prev_action = int(action)
         if last:
             self._in_episode = False
         if last or len(self._frames) == self._chunk_length:
@@ -986,8 +1040,8 @@ class ChunkBuilder:
         self._episode += 1
         self._index = 0
         self._in_episode = True
-        self._prev_action = 0
-        self._clear_buffer()
+        self._latest = np.zeros((), self._dtype)
+        self._frames = []
 
     def _encode(self, frame: np.ndarray) -> bytes:
         if self._compress:
@@ -995,32 +1049,19 @@ class ChunkBuilder:
         return np.ascontiguousarray(frame).tobytes()
 
     def _flush(self, last: bool) -> Chunk:
-        actions = np.array(self._actions, dtype=np.int64)
-        if actions.min() < np.iinfo(np.int16).min or actions.max() > np.iinfo(np.int16).max:
-            raise ValueError("actions must fit in int16")
         chunk = Chunk(
             stream=self._stream,
             episode=self._episode,
             index=self._index,
             frames=tuple(self._frames),
-            actions=actions.astype(np.int16),
-            rewards=np.array(self._rewards, dtype=np.float32),
-            discounts=np.array(self._discounts, dtype=np.float32),
-            prev_action=self._start_prev_action,
+            steps=self._buffer[: len(self._frames)].copy(),
+            before=self._before,
             start_state=self._start_state,
             last=last,
         )
         self._index += 1
-        self._clear_buffer()
+        self._frames = []
         return chunk
-
-    def _clear_buffer(self) -> None:
-        self._frames: list[bytes] = []
-        self._actions: list[int] = []
-        self._rewards: list[float] = []
-        self._discounts: list[float] = []
-        self._start_state: np.ndarray | None = None
-        self._start_prev_action = 0
 
 
 class Sequence(NamedTuple):
@@ -1030,11 +1071,9 @@ class Sequence(NamedTuple):
     """
 
     frames: tuple[bytes | None, ...]  # [frame_stack − 1 + N]; None = zero frame (pre-episode)
-    actions: np.ndarray  # [N] int16
-    rewards: np.ndarray  # [N] float32
-    discounts: np.ndarray  # [N] float32
-    prev_action: int  # action before the first of the N steps
-    start_state: np.ndarray  # [2, H], at the first of the N steps (the chunk's own array)
+    steps: np.ndarray  # [N] structured: the declared columns
+    before: np.ndarray  # [] structured: the step before the first (the chunk's own record)
+    start_state: np.ndarray  # [S], at the first of the N steps (the chunk's own array)
     burn_in_length: int  # 0 (starts at the episode start) or burn_in
 
 
@@ -1097,8 +1136,8 @@ class SequenceAssembler:
 
     def _check_length(self, chunk: Chunk) -> None:
         length = len(chunk.frames)
-        if not len(chunk.actions) == len(chunk.rewards) == len(chunk.discounts) == length:
-            raise ValueError("chunk fields have different lengths")
+        if len(chunk.steps) != length:
+            raise ValueError(f"chunk of {length} frames but {len(chunk.steps)} steps")
         # Only an episode's final chunk may be short: window boundaries rely on it.
         if not (length == self.chunk_length or (chunk.last and 1 <= length < self.chunk_length)):
             raise ValueError(
@@ -1142,10 +1181,8 @@ class SequenceAssembler:
         prefix = tuple(self._frame_at(history, step) for step in lag)
         return Sequence(
             frames=prefix + tuple(itertools.chain.from_iterable(c.frames for c in chunks)),
-            actions=np.concatenate([c.actions for c in chunks]),
-            rewards=np.concatenate([c.rewards for c in chunks]),
-            discounts=np.concatenate([c.discounts for c in chunks]),
-            prev_action=int(chunks[0].prev_action),
+            steps=np.concatenate([c.steps for c in chunks]),
+            before=chunks[0].before,
             start_state=chunks[0].start_state,
             burn_in_length=self._learn_start(j) - start,
         )
@@ -1169,18 +1206,16 @@ class SequenceBatch(NamedTuple):
     Rows [0, burn_in) are the burn-in region and rows [burn_in, T) the learning region. An item
     with a burn-in fills rows [0, burn_in) with it; an item without one (it starts at its
     episode's start) leaves them as padding. Learning steps start at row burn_in and are padded
-    after a truncated (episode-end) window. Padding: zero frames, action/prev_action/reward/
-    discount 0, mask False.
+    after a truncated (episode-end) window. Padding: zero frames, every column 0, mask False.
     """
 
-    observation: np.ndarray  # [T, B, frame_stack, *frame_shape] ([T, B, *frame_shape] if stack 1)
-    action: np.ndarray  # [T, B] int64
-    prev_action: np.ndarray  # [T, B] int64, the action at t − 1 (the item's prev_action first)
-    reward: np.ndarray  # [T, B] float32, reward INTO each observation
-    discount: np.ndarray  # [T, B] float32, discount INTO each observation
+    observation: np.ndarray | None  # [T, B, frame_stack, *frame] ([T, B, *frame] if stack 1)
+    # [T, B] per declared column (integers as int64, the rest float32), plus each column's
+    # `previous_as` view: the value at t − 1 (the item's `before` record at its first step).
+    columns: dict[str, np.ndarray]
     mask: np.ndarray  # [T, B] bool, real steps
     burn_in_length: np.ndarray  # [B] int64, 0 or burn_in
-    start_state: np.ndarray  # [B, 2, H] float32, the state at each item's first real row
+    start_state: np.ndarray  # [B, S] float32, the packed state at each item's first real row
     # Compact form (gather(..., compact=True)): `observation` is None and the stacks are
     # frames[frame_index], done on the learner's device so each distinct frame crosses to it
     # once instead of frame_stack times.
@@ -1194,6 +1229,11 @@ class _FlatSteps(NamedTuple):
     rows: np.ndarray  # batch row of each step
     cols: np.ndarray  # batch column (item) of each step
     first: np.ndarray  # [B] flat index of each item's first step
+
+
+def _batch_dtype(dtype: np.dtype) -> type:
+    """Integers (actions, policy indices) become int64 indices; everything else float32."""
+    return np.int64 if np.issubdtype(dtype, np.integer) else np.float32
 
 
 class SequenceReplay:
@@ -1217,6 +1257,7 @@ class SequenceReplay:
         compress: bool,
         priority_exponent: float,
         seed: int,
+        columns: collections.abc.Sequence[Column],
     ) -> None:
         if capacity < 1 or burn_in < 0 or sequence_length < 1 or frame_stack < 1:
             raise ValueError("need capacity, sequence_length, frame_stack >= 1 and burn_in >= 0")
@@ -1228,6 +1269,8 @@ class SequenceReplay:
         self._frame_bytes = int(np.prod(self._frame_shape)) * self._dtype.itemsize
         self._frame_stack = int(frame_stack)
         self._compress = bool(compress)
+        self._columns = tuple(columns)
+        self._step_dtype = step_dtype(self._columns)
         self._items = np.full(self._capacity, None, dtype=object)
         self._num_writes = 0
         self._sampler = PrioritizedSampler(self._capacity, priority_exponent, seed=seed)
@@ -1247,6 +1290,10 @@ class SequenceReplay:
         return self.size
 
     @property
+    def columns(self) -> tuple[Column, ...]:
+        return self._columns
+
+    @property
     def sampler(self) -> PrioritizedSampler:
         """The slot sampler (ring slots, not keys); for tests and diagnostics."""
         return self._sampler
@@ -1256,22 +1303,19 @@ class SequenceReplay:
 
         frames: sys.getsizeof of each distinct frame `bytes` object (payload + header).
         states: each distinct start_state array (header + data).
-        arrays: every item's actions/rewards/discounts (header + data).
+        arrays: every item's steps array and each distinct `before` record (header + data).
         items: every item's Sequence tuple and frames tuple (the per-frame pointers).
         index: the ring's object array of item pointers and the sampler's sum tree.
-        Small ints (prev_action, burn_in_length) are CPython's cached singletons: 0 bytes.
+        Small ints (burn_in_length) are CPython's cached singletons: 0 bytes.
         """
         items = self._stored_items()
         states = {id(item.start_state): item.start_state for item in items}
+        befores = {id(item.before): item.before for item in items}
         return {
             "frames": sum(map(sys.getsizeof, self._distinct_frames(items).values())),
             "states": sum(_array_bytes(state) for state in states.values()),
-            "arrays": sum(
-                _array_bytes(item.actions)
-                + _array_bytes(item.rewards)
-                + _array_bytes(item.discounts)
-                for item in items
-            ),
+            "arrays": sum(_array_bytes(item.steps) for item in items)
+            + sum(_array_bytes(before) for before in befores.values()),
             "items": sum(sys.getsizeof(item) + sys.getsizeof(item.frames) for item in items),
             "index": self._items.nbytes + self._sampler.nbytes,
         }
@@ -1324,7 +1368,7 @@ class SequenceReplay:
             self._sampler.set_priorities(slots, priorities)
 
     def _check(self, sequence: Sequence) -> None:
-        steps = len(sequence.actions)
+        steps = len(sequence.steps)
         learn = steps - sequence.burn_in_length
         if sequence.burn_in_length not in (0, self._burn_in):
             raise ValueError(
@@ -1332,15 +1376,17 @@ class SequenceReplay:
             )
         if not 1 <= learn <= self._sequence_length:
             raise ValueError(f"learning length {learn} not in [1, {self._sequence_length}]")
-        if not len(sequence.rewards) == len(sequence.discounts) == steps:
-            raise ValueError("sequence fields have different lengths")
+        if sequence.steps.dtype != self._step_dtype:
+            raise ValueError(
+                f"sequence columns {sequence.steps.dtype} != declared {self._step_dtype}"
+            )
         if len(sequence.frames) != self._frame_stack - 1 + steps:
             raise ValueError(
                 f"{len(sequence.frames)} frames for {steps} steps and frame_stack "
                 f"{self._frame_stack}: expected {self._frame_stack - 1 + steps}"
             )
-        if np.ndim(sequence.start_state) != 2 or np.shape(sequence.start_state)[0] != 2:
-            raise ValueError(f"start_state must be [2, H], got {np.shape(sequence.start_state)}")
+        if np.ndim(sequence.start_state) != 1:
+            raise ValueError(f"start_state must be flat [S], got {np.shape(sequence.start_state)}")
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -1359,16 +1405,6 @@ class SequenceReplay:
             raise IndexError("gather of an empty slot")
         layout = self._layout(items)
         shape = (self._burn_in + self._sequence_length, len(items))
-
-        def scatter(values: np.ndarray, dtype: type) -> np.ndarray:
-            out = np.zeros(shape, dtype=dtype)
-            out[layout.rows, layout.cols] = values
-            return out
-
-        actions = np.concatenate([item.actions for item in items]).astype(np.int64)
-        prev_actions = np.empty_like(actions)
-        prev_actions[1:] = actions[:-1]  # within an item, the previous step's action ...
-        prev_actions[layout.first] = [item.prev_action for item in items]  # ... else the item's
         mask = np.zeros(shape, dtype=bool)
         mask[layout.rows, layout.cols] = True
         frames, frame_index = self._stack_indices(items, layout, shape)
@@ -1376,14 +1412,34 @@ class SequenceReplay:
             observation=None if compact else np.take(frames, frame_index, axis=0),
             frames=frames if compact else None,
             frame_index=frame_index if compact else None,
-            action=scatter(actions, np.int64),
-            prev_action=scatter(prev_actions, np.int64),
-            reward=scatter(np.concatenate([item.rewards for item in items]), np.float32),
-            discount=scatter(np.concatenate([item.discounts for item in items]), np.float32),
+            columns=self._column_arrays(items, layout, shape),
             mask=mask,
             burn_in_length=np.array([item.burn_in_length for item in items], dtype=np.int64),
             start_state=np.stack([item.start_state for item in items]).astype(np.float32),
         )
+
+    def _column_arrays(
+        self, items: list[Sequence], layout: _FlatSteps, shape: tuple[int, int]
+    ) -> dict[str, np.ndarray]:
+        """[T, B] per column (and per `previous_as`), scattered into the padded layout."""
+        steps = np.concatenate([item.steps for item in items])
+        befores = np.stack([item.before for item in items])
+
+        def scatter(values: np.ndarray) -> np.ndarray:
+            out = np.zeros(shape, dtype=_batch_dtype(values.dtype))
+            out[layout.rows, layout.cols] = values
+            return out
+
+        arrays = {}
+        for column in self._columns:
+            values = steps[column.name]
+            arrays[column.name] = scatter(values)
+            if column.previous_as:
+                previous = np.empty_like(values)
+                previous[1:] = values[:-1]  # within an item, the previous step's value ...
+                previous[layout.first] = befores[column.name]  # ... else the item's `before`
+                arrays[column.previous_as] = scatter(previous)
+        return arrays
 
     def update_priorities(self, slots: np.ndarray, priorities: np.ndarray) -> None:
         """Sets raw priorities [B] of the items with keys [B] (as `sample` returned them);
@@ -1404,7 +1460,7 @@ class SequenceReplay:
 
     def _layout(self, items: list[Sequence]) -> _FlatSteps:
         """Rows and columns of the items' concatenated steps (burn-in ends at row burn_in)."""
-        lengths = np.array([len(item.actions) for item in items], dtype=np.int64)
+        lengths = np.array([len(item.steps) for item in items], dtype=np.int64)
         burn_in = np.array([item.burn_in_length for item in items], dtype=np.int64)
         first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         cols = np.repeat(np.arange(len(items)), lengths)
@@ -1444,6 +1500,82 @@ class SequenceReplay:
         if frame is None:
             return bytes(self._frame_bytes)
         return snappy.decompress(frame) if self._compress else frame
+
+    # -- checkpointing --------------------------------------------------------------------------
+
+    def _config_array(self) -> np.ndarray:
+        return np.array(
+            [self._capacity, self._burn_in, self._sequence_length, self._frame_stack,
+             self._frame_bytes],
+            dtype=np.int64,
+        )  # fmt: skip
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything stored, as plain numpy arrays (np.savez-able, loadable with
+        allow_pickle=False). Each distinct frame is written once; sharing is restored."""
+        slots = np.array([s for s, item in enumerate(self._items) if item is not None], np.int64)
+        items = [self._items[s] for s in slots]
+        distinct = self._distinct_frames(items)
+        number = {frame_id: k for k, frame_id in enumerate(distinct)}
+        frame_refs = [number[id(f)] if f is not None else -1 for i in items for f in i.frames]
+        payloads = list(distinct.values())
+        lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+        steps = np.concatenate([i.steps for i in items]) if items else np.zeros(0, self._step_dtype)
+        befores = np.stack([i.before for i in items]) if items else np.zeros(0, self._step_dtype)
+        state = {
+            "config": self._config_array(),
+            "num_writes": np.array(self._num_writes, dtype=np.int64),
+            "slots": slots,
+            "frame_buffer": np.frombuffer(b"".join(payloads), dtype=np.uint8).copy(),
+            "frame_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "frame_refs": np.array(frame_refs, dtype=np.int64),
+            "step_counts": np.array([len(i.steps) for i in items], dtype=np.int64),
+            "burn_in_lengths": np.array([i.burn_in_length for i in items], dtype=np.int64),
+            "start_states": np.stack([i.start_state for i in items]).astype(np.float32)
+            if items
+            else np.zeros((0, 0), np.float32),
+        }
+        for name in self._step_dtype.names:
+            state[f"steps.{name}"] = np.ascontiguousarray(steps[name])
+            state[f"before.{name}"] = np.ascontiguousarray(befores[name])
+        state |= {f"sampler.{k}": v for k, v in self._sampler.state_dict().items()}
+        return state
+
+    def load_state_dict(self, state: collections.abc.Mapping[str, np.ndarray]) -> None:
+        """Restores `state_dict()`'s arrays; raises ValueError if they do not fit this replay."""
+        if not np.array_equal(state["config"], self._config_array()):
+            raise ValueError(
+                f"replay file config {state['config'].tolist()} != this run's "
+                f"{self._config_array().tolist()} (capacity, burn-in, length, stack, frame bytes)"
+            )
+        missing = [n for n in self._step_dtype.names if f"steps.{n}" not in state]
+        if missing:
+            raise ValueError(f"replay file lacks columns {missing}")
+        buffer = np.asarray(state["frame_buffer"], dtype=np.uint8).tobytes()
+        offsets = np.asarray(state["frame_offsets"], dtype=np.int64).tolist()
+        frames = [buffer[a:b] for a, b in itertools.pairwise(offsets)]
+        steps = np.zeros(len(state[f"steps.{self._step_dtype.names[0]}"]), self._step_dtype)
+        befores = np.zeros(len(state["slots"]), self._step_dtype)
+        for name in self._step_dtype.names:
+            steps[name] = state[f"steps.{name}"]
+            befores[name] = state[f"before.{name}"]
+        refs = np.asarray(state["frame_refs"], dtype=np.int64).tolist()
+        counts = np.asarray(state["step_counts"], dtype=np.int64)
+        step_starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        frame_starts = np.concatenate([[0], np.cumsum(counts + self._frame_stack - 1)]).tolist()
+        start_states = np.asarray(state["start_states"], dtype=np.float32)
+        self._items[:] = None
+        for k, slot in enumerate(np.asarray(state["slots"], dtype=np.int64).tolist()):
+            item_refs = refs[frame_starts[k] : frame_starts[k + 1]]
+            self._items[slot] = Sequence(
+                frames=tuple(frames[r] if r >= 0 else None for r in item_refs),
+                steps=steps[step_starts[k] : step_starts[k + 1]].copy(),
+                before=befores[k].copy(),
+                start_state=start_states[k].copy(),
+                burn_in_length=int(state["burn_in_lengths"][k]),
+            )
+        self._num_writes = int(state["num_writes"])
+        self._sampler.load_state_dict(_sub_state(dict(state), "sampler."))
 
 
 def _array_bytes(array: np.ndarray) -> int:

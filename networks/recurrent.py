@@ -1,13 +1,19 @@
-"""The R2D2 network: torso -> LSTM -> dueling head, fed the previous action and reward.
+"""Recurrent Q-networks: torso -> LSTM -> dueling head (R2D2, NGU), and a pair of them
+(Agent57's extrinsic and intrinsic heads).
 
-Everything is time-major: observations [T, B, ...] -> Q-values [T, B, A]. NGU and Agent57
-reuse this network with extra per-step inputs (intrinsic reward, policy one-hot) through
-`extra_input_size`.
+Everything is time-major. A network takes a mapping of named inputs, each [T, B, ...], and a
+recurrent state, and returns Q-values [T, B, A] with the state after the last step. The state
+is ONE flat float tensor [B, S] that the network packs and unpacks itself, so replay, actors
+and learners carry it without knowing whether it is one LSTM or two.
+
+Which inputs a network reads is declared when it is built: the observation, plus one-hot
+inputs (R2D2: the previous action; NGU adds the policy index j) and scalar inputs (R2D2: the
+reward into the observation, i.e. the previous reward; NGU adds the previous intrinsic reward).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -15,16 +21,12 @@ from torch.nn import functional as F
 
 from networks.value import MlpTorso, NatureConvTorso, QHead
 
-
-class LstmState(NamedTuple):
-    """Recurrent state, each [B, H] (one layer)."""
-
-    hidden: torch.Tensor
-    cell: torch.Tensor
+# R2D2's inputs beyond the observation: the previous action (one-hot) and previous reward.
+R2D2_SCALAR_INPUTS = ("reward",)
 
 
 class RecurrentQNetwork(nn.Module):
-    """Q(o_t, a_{t-1}, r_{t-1}, extra_t, state) with an LSTM between torso and head."""
+    """Q(o_t, one-hots_t, scalars_t, state) with one LSTM between torso and dueling head."""
 
     def __init__(
         self,
@@ -32,62 +34,98 @@ class RecurrentQNetwork(nn.Module):
         num_actions: int,
         lstm_size: int,
         head_hidden: int,
-        extra_input_size: int = 0,
+        one_hot_inputs: Sequence[tuple[str, int]] | None = None,
+        scalar_inputs: Sequence[str] = R2D2_SCALAR_INPUTS,
     ) -> None:
+        """one_hot_inputs: (input name, number of classes) pairs; default the previous action.
+        scalar_inputs: names of [T, B] float inputs concatenated as they are."""
         super().__init__()
         self.torso = torso
         self.num_actions = num_actions
         self.lstm_size = lstm_size
-        self.lstm = nn.LSTM(torso.output_size + num_actions + 1 + extra_input_size, lstm_size)
+        self.one_hot_inputs = tuple(one_hot_inputs or (("prev_action", num_actions),))
+        self.scalar_inputs = tuple(scalar_inputs)
+        width = torso.output_size + sum(n for _, n in self.one_hot_inputs) + len(scalar_inputs)
+        self.lstm = nn.LSTM(width, lstm_size)
         self.head = QHead(lstm_size, num_actions, head_hidden, dueling=True)
 
-    def initial_state(self, batch_size: int, device: torch.device | None = None) -> LstmState:
-        zeros = torch.zeros(batch_size, self.lstm_size, device=device)
-        return LstmState(zeros, zeros.clone())
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Every input the network reads, besides the state."""
+        return ("observation", *(n for n, _ in self.one_hot_inputs), *self.scalar_inputs)
+
+    @property
+    def state_size(self) -> int:
+        """S of the packed state [B, S]: the LSTM's hidden and cell vectors."""
+        return 2 * self.lstm_size
+
+    def initial_state(self, batch_size: int, device: torch.device | None = None) -> torch.Tensor:
+        return torch.zeros(batch_size, self.state_size, device=device)
 
     def forward(
-        self,
-        observation: torch.Tensor,
-        prev_action: torch.Tensor,
-        prev_reward: torch.Tensor,
-        state: LstmState,
-        extra: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, LstmState]:
-        """observation [T, B, ...], prev_action [T, B] long, prev_reward [T, B], extra [T, B, K]
-        -> (Q-values [T, B, A], state after the last step)."""
-        time, batch = prev_action.shape
-        features = self.torso(observation.flatten(0, 1)).view(time, batch, -1)
-        inputs = [
-            features,
-            F.one_hot(prev_action.long(), self.num_actions).float(),
-            prev_reward.float().unsqueeze(-1),
-        ]
-        if extra is not None:
-            inputs.append(extra.float())
-        lstm_in = torch.cat(inputs, dim=-1)
-        h, c = state
-        output, (h_n, c_n) = self.lstm(lstm_in, (h.unsqueeze(0), c.unsqueeze(0)))
-        return self.head(output), LstmState(h_n.squeeze(0), c_n.squeeze(0))
+        self, inputs: Mapping[str, torch.Tensor], state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs: name -> [T, B, ...]; state [B, S] -> (Q-values [T, B, A], state [B, S])."""
+        observation = inputs["observation"]
+        time, batch = observation.shape[:2]
+        features = [self.torso(observation.flatten(0, 1)).view(time, batch, -1)]
+        for name, classes in self.one_hot_inputs:
+            features.append(F.one_hot(inputs[name].long(), classes).float())
+        for name in self.scalar_inputs:
+            features.append(inputs[name].float().unsqueeze(-1))
+        hidden, cell = state.unsqueeze(0).chunk(2, dim=-1)
+        output, (h_n, c_n) = self.lstm(
+            torch.cat(features, dim=-1), (hidden.contiguous(), cell.contiguous())
+        )
+        return self.head(output), torch.cat([h_n, c_n], dim=-1).squeeze(0)
 
 
-def r2d2_atari_network(
-    frame_stack: int, num_actions: int, extra_input_size: int = 0
-) -> RecurrentQNetwork:
-    """Kapturowski et al. (2019): Nature conv torso, LSTM 512, dueling head with 512 hidden."""
-    return RecurrentQNetwork(NatureConvTorso(frame_stack), num_actions, 512, 512, extra_input_size)
+class RecurrentQNetworkPair(nn.Module):
+    """Two recurrent Q-networks of the same architecture (Agent57's extrinsic and intrinsic).
 
+    The packed state is [extrinsic state, intrinsic state]; the output stacks both heads'
+    Q-values on a new leading axis: [2, T, B, A] (index 0 extrinsic, 1 intrinsic).
+    """
 
-def r2d2_mlp_network(
-    observation_size: int, num_actions: int, lstm_size: int = 64, extra_input_size: int = 0
-) -> RecurrentQNetwork:
-    """A small recurrent network for classic-control tasks (fast tests)."""
-    torso = MlpTorso(observation_size, lstm_size)
-    return RecurrentQNetwork(torso, num_actions, lstm_size, lstm_size, extra_input_size)
+    def __init__(self, extrinsic: RecurrentQNetwork, intrinsic: RecurrentQNetwork) -> None:
+        super().__init__()
+        self.extrinsic = extrinsic
+        self.intrinsic = intrinsic
+        self.num_actions = extrinsic.num_actions
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self.extrinsic.input_names
+
+    @property
+    def state_size(self) -> int:
+        return self.extrinsic.state_size + self.intrinsic.state_size
+
+    def initial_state(self, batch_size: int, device: torch.device | None = None) -> torch.Tensor:
+        return torch.zeros(batch_size, self.state_size, device=device)
+
+    def forward(
+        self, inputs: Mapping[str, torch.Tensor], state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        state_e, state_i = state.split([self.extrinsic.state_size, self.intrinsic.state_size], -1)
+        q_e, next_e = self.extrinsic(inputs, state_e)
+        q_i, next_i = self.intrinsic(inputs, state_i)
+        return torch.stack([q_e, q_i]), torch.cat([next_e, next_i], dim=-1)
 
 
 def recurrent_network_for(
-    observation_shape: tuple[int, ...], num_actions: int, extra_input_size: int = 0
+    observation_shape: tuple[int, ...],
+    num_actions: int,
+    one_hot_inputs: Sequence[tuple[str, int]] | None = None,
+    scalar_inputs: Sequence[str] = R2D2_SCALAR_INPUTS,
 ) -> RecurrentQNetwork:
+    """R2D2's network (Kapturowski et al. 2019) for image observations [C, H, W]: Nature conv
+    torso, LSTM 512, dueling head with 512 hidden; a small MLP version (LSTM 64) for vector
+    observations [D], for classic control and fast tests."""
     if len(observation_shape) == 3:
-        return r2d2_atari_network(observation_shape[0], num_actions, extra_input_size)
-    return r2d2_mlp_network(observation_shape[-1], num_actions, extra_input_size=extra_input_size)
+        torso, lstm_size = NatureConvTorso(observation_shape[0]), 512
+    else:
+        torso, lstm_size = MlpTorso(observation_shape[-1], 64), 64
+    return RecurrentQNetwork(
+        torso, num_actions, lstm_size, lstm_size, one_hot_inputs, scalar_inputs
+    )

@@ -10,11 +10,13 @@ class NatureConvTorso(nn.Module):
     """Mnih et al. (2015) torso: uint8 frames [B, C, 84, 84] -> features [B, 3136].
 
     The input stays uint8 until it reaches the network so that replay, queues and host-to-device
-    copies move a quarter of the bytes; scaling to [0, 1] happens here.
+    copies move a quarter of the bytes; scaling to [0, 1] happens here (`input_scale`; RND
+    feeds inputs it already normalised, with scale 1).
     """
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, input_scale: float = 1.0 / 255.0) -> None:
         super().__init__()
+        self.input_scale = input_scale
         self.layers = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
             nn.ReLU(),
@@ -27,7 +29,7 @@ class NatureConvTorso(nn.Module):
         self.output_size = 64 * 7 * 7
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.layers(frames.float() / 255.0)
+        return self.layers(frames.float() * self.input_scale)
 
 
 class MlpTorso(nn.Module):

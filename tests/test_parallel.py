@@ -152,12 +152,29 @@ def test_shared_weights_round_trip_with_versions():
     assert torch.equal(_flat(actor_net), _flat(learner_net))
 
 
+def test_shared_weights_carry_buffers_of_every_dtype_exactly():
+    """Normalisation statistics live in buffers (float64 counts too): they must travel."""
+    learner_net, actor_net = _net(1.0), _net(0.0)
+    for net in (learner_net, actor_net):
+        net.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        net.register_buffer("mean", torch.zeros(4))
+    learner_net.count.fill_(2**40 + 1)  # not representable in float32
+    learner_net.mean.copy_(torch.arange(4.0))
+    weights = SharedWeights(learner_net)
+    weights.publish(learner_net)
+    assert weights.pull(actor_net, -1) == 2
+    assert actor_net.count.dtype == torch.float64 and int(actor_net.count) == 2**40 + 1
+    assert torch.equal(actor_net.mean, torch.arange(4.0))
+    assert torch.equal(_flat(actor_net), _flat(learner_net))
+
+
 def test_shared_weights_never_reads_an_odd_version():
     learner_net, actor_net = _net(1.0), _net(0.0)
     weights = SharedWeights(learner_net)
     weights.publish(learner_net)
     weights.version[0] = 3  # The learner is in the middle of writing version 4.
-    weights.buffer.fill_(-1.0)  # Half-written garbage.
+    for buffer in weights.buffers.values():
+        buffer.fill_(-1.0)  # Half-written garbage.
     before = _flat(actor_net)
     assert weights.pull(actor_net, 2) == 2
     assert weights.pull(actor_net, -1) == -1
@@ -180,8 +197,8 @@ def test_shared_weights_drops_a_copy_when_the_version_moves_during_it():
     learner_net, actor_net = _net(1.0), _net(0.0)
     weights = SharedWeights(learner_net)
     weights.publish(learner_net)
-    torn = _WriterDuringEveryCopy(weights.buffer, weights.version)
-    weights.buffer = torn
+    torn = _WriterDuringEveryCopy(weights.buffers["torch.float32"], weights.version)
+    weights.buffers["torch.float32"] = torn
     before = _flat(actor_net)
     assert weights.pull(actor_net, 0) == 0  # Gave up after its retries...
     assert torn.copies >= 2  # ...having retried...
@@ -327,7 +344,7 @@ def test_actor_factory_gives_each_process_its_slice_of_the_ladder():
         try:
             assert env.num_envs == 2
             np.testing.assert_allclose(actor.epsilon, ladder[2 * index : 2 * index + 2])
-            assert [b._stream for b in actor.builders] == [2 * index, 2 * index + 1]
+            assert [b._stream for b in actor.recorder.builders] == [2 * index, 2 * index + 1]
         finally:
             env.close()
 

@@ -13,6 +13,7 @@ from scipy import stats
 from replay import (
     Chunk,
     ChunkBuilder,
+    Column,
     Sequence,
     SequenceAssembler,
     SequenceReplay,
@@ -28,6 +29,16 @@ from replay import (
 # frame, wherever it is read, names its (stream, episode, step) exactly.
 FRAME_SHAPE = (3,)
 HIDDEN = 3
+# R2D2's columns, declared here so that replay is tested on its own.
+COLUMNS = (
+    Column("action", "int16", previous_as="prev_action"),
+    Column("reward", "float32", at_episode_start=0.0),
+    Column("discount", "float32", at_episode_start=1.0),
+)
+
+
+def values(action: int, reward: float, discount: float) -> dict[str, float]:
+    return {"action": action, "reward": reward, "discount": discount}
 
 
 def frame_of(stream: int, episode: int, step: int) -> np.ndarray:
@@ -43,8 +54,8 @@ def reward_of(stream: int, episode: int, step: int) -> float:
 
 
 def state_of(stream: int, episode: int, step: int) -> np.ndarray:
-    """The [2, H] recurrent state the actor consumed at that step."""
-    return np.array([[stream, episode, step], [-stream, -episode, -step]], dtype=np.float32)
+    """The packed [2H] recurrent state the actor consumed at that step."""
+    return np.array([stream, episode, step, -stream, -episode, -step], dtype=np.float32)
 
 
 def episode_chunks(
@@ -60,9 +71,7 @@ def episode_chunks(
         discount = 0.0 if step == 0 or (last and game_over) else 1.0
         chunk = builder.append(
             frame_of(stream, episode, step),
-            action_of(stream, episode, step),
-            reward,
-            discount,
+            values(action_of(stream, episode, step), reward, discount),
             step == 0,
             last,
             state_of(stream, episode, step),
@@ -106,6 +115,7 @@ def make_replay(**overrides) -> SequenceReplay:
         compress=True,
         priority_exponent=1.0,
         seed=0,
+        columns=COLUMNS,
     )
     return SequenceReplay(**(kwargs | overrides))
 
@@ -114,7 +124,7 @@ def one_episode_sequences(
     length: int, burn_in: int = 4, sequence_length: int = 8, period: int = 4, frame_stack: int = 4
 ) -> list[Sequence]:
     assembler = SequenceAssembler(burn_in, sequence_length, period, frame_stack)
-    builder = ChunkBuilder(0, assembler.chunk_length, compress=True)
+    builder = ChunkBuilder(0, assembler.chunk_length, compress=True, columns=COLUMNS)
     return assemble(assembler, episode_chunks(builder, 0, 0, length))[0]
 
 
@@ -124,7 +134,7 @@ def one_episode_sequences(
 
 
 def test_chunk_builder_cuts_episode_aligned_chunks_and_chains_prev_action():
-    builder = ChunkBuilder(stream=5, chunk_length=4, compress=True)
+    builder = ChunkBuilder(stream=5, chunk_length=4, compress=True, columns=COLUMNS)
     chunks = episode_chunks(builder, 5, 0, 10) + episode_chunks(builder, 5, 1, 1)
 
     assert [len(c.frames) for c in chunks] == [4, 4, 2, 1]
@@ -135,7 +145,7 @@ def test_chunk_builder_cuts_episode_aligned_chunks_and_chains_prev_action():
         (5, 1, 0, True),
     ]
     # prev_action: 0 at an episode start, else the previous chunk's last action.
-    assert [c.prev_action for c in chunks] == [
+    assert [int(c.before["action"]) for c in chunks] == [
         0,
         action_of(5, 0, 3),
         action_of(5, 0, 7),
@@ -145,33 +155,40 @@ def test_chunk_builder_cuts_episode_aligned_chunks_and_chains_prev_action():
         episode = chunk.episode
         steps = range(first_step, first_step + len(chunk.frames))
         assert [decode(f) for f in chunk.frames] == [(5, episode, s) for s in steps]
-        np.testing.assert_array_equal(chunk.actions, [action_of(5, episode, s) for s in steps])
-        np.testing.assert_array_equal(chunk.rewards, [reward_of(5, episode, s) for s in steps])
+        np.testing.assert_array_equal(
+            chunk.steps["action"], [action_of(5, episode, s) for s in steps]
+        )
+        np.testing.assert_array_equal(
+            chunk.steps["reward"], [reward_of(5, episode, s) for s in steps]
+        )
         np.testing.assert_array_equal(chunk.start_state, state_of(5, episode, first_step))
-        assert chunk.start_state.dtype == np.float32 and chunk.rewards.dtype == np.float32
-    np.testing.assert_array_equal(chunks[2].discounts, [1.0, 0.0])  # game over into step 9
-    assert chunks[0].rewards[0] == 0.0 and chunks[0].discounts[0] == 1.0
+        assert chunk.start_state.dtype == np.float32 and chunk.steps["reward"].dtype == np.float32
+    np.testing.assert_array_equal(chunks[2].steps["discount"], [1.0, 0.0])  # game over into step 9
+    assert chunks[0].steps["reward"][0] == 0.0 and chunks[0].steps["discount"][0] == 1.0
 
 
 def test_chunk_builder_first_starts_new_episode_and_drops_half_chunk():
-    builder = ChunkBuilder(stream=0, chunk_length=4, compress=False)
-    state = np.zeros((2, HIDDEN), dtype=np.float32)
+    builder = ChunkBuilder(stream=0, chunk_length=4, compress=False, columns=COLUMNS)
+    state = np.zeros(2 * HIDDEN, dtype=np.float32)
     for step in range(2):  # half a chunk, then the episode is cut off without `last`
-        assert builder.append(frame_of(0, 0, step), 1, 0.0, 1.0, step == 0, False, state) is None
+        assert (
+            builder.append(frame_of(0, 0, step), values(1, 0.0, 1.0), step == 0, False, state)
+            is None
+        )
     chunks = episode_chunks(builder, 0, 1, 4)
     assert len(chunks) == 1
-    assert (chunks[0].episode, chunks[0].index, chunks[0].prev_action) == (1, 0, 0)
+    assert (chunks[0].episode, chunks[0].index, int(chunks[0].before["action"])) == (1, 0, 0)
     # compress=False keeps the raw bytes of each frame.
     assert chunks[0].frames[0] == frame_of(0, 1, 0).tobytes()
 
 
 def test_chunk_builder_copies_the_state_it_is_given():
-    builder = ChunkBuilder(stream=0, chunk_length=2, compress=True)
-    buffer = np.ones((2, HIDDEN), dtype=np.float32)
-    builder.append(frame_of(0, 0, 0), 1, 0.0, 1.0, True, False, buffer)
+    builder = ChunkBuilder(stream=0, chunk_length=2, compress=True, columns=COLUMNS)
+    buffer = np.ones(2 * HIDDEN, dtype=np.float32)
+    builder.append(frame_of(0, 0, 0), values(1, 0.0, 1.0), True, False, buffer)
     buffer[:] = 7.0  # an actor reusing its state buffer
-    chunk = builder.append(frame_of(0, 0, 1), 1, 0.0, 1.0, False, False, buffer)
-    np.testing.assert_array_equal(chunk.start_state, np.ones((2, HIDDEN)))
+    chunk = builder.append(frame_of(0, 0, 1), values(1, 0.0, 1.0), False, False, buffer)
+    np.testing.assert_array_equal(chunk.start_state, np.ones(2 * HIDDEN))
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,10 +202,10 @@ def check_window(sequence: Sequence, burn_start: int, learn_start: int, end: int
     steps = range(burn_start, end)
     assert steps_of(sequence, 4) == [(0, 0, s) for s in steps]
     assert sequence.burn_in_length == learn_start - burn_start
-    np.testing.assert_array_equal(sequence.actions, [action_of(0, 0, s) for s in steps])
-    np.testing.assert_array_equal(sequence.rewards, [reward_of(0, 0, s) for s in steps])
+    np.testing.assert_array_equal(sequence.steps["action"], [action_of(0, 0, s) for s in steps])
+    np.testing.assert_array_equal(sequence.steps["reward"], [reward_of(0, 0, s) for s in steps])
     expected_prev = 0 if burn_start == 0 else action_of(0, 0, burn_start - 1)
-    assert sequence.prev_action == expected_prev
+    assert int(sequence.before["action"]) == expected_prev
 
 
 def test_burn_in_and_overlap_boundaries_period_4_sequence_8():
@@ -214,7 +231,7 @@ def test_burn_in_and_overlap_boundaries_period_8_sequence_16():
 
 def test_sequence_is_emitted_as_soon_as_its_window_is_complete():
     assembler = SequenceAssembler(burn_in=4, sequence_length=8, period=4, frame_stack=4)
-    chunks = episode_chunks(ChunkBuilder(0, 4, compress=True), 0, 0, 20)
+    chunks = episode_chunks(ChunkBuilder(0, 4, compress=True, columns=COLUMNS), 0, 0, 20)
     _, counts = assemble(assembler, chunks)
     # Chunk i completes step 4i + 3, the last step of window i − 1; the final chunk also
     # flushes the truncated window starting at step 16.
@@ -232,7 +249,7 @@ def test_final_short_chunk_gives_truncated_sequences():
 def test_one_step_final_chunk_gives_truncated_sequence_but_no_single_step_window():
     # Chunks of 4, 4, 1: window j = 2 would learn on step 8 alone (no transition).
     assembler = SequenceAssembler(burn_in=4, sequence_length=8, period=4, frame_stack=4)
-    chunks = episode_chunks(ChunkBuilder(0, 4, compress=True), 0, 0, 9)
+    chunks = episode_chunks(ChunkBuilder(0, 4, compress=True, columns=COLUMNS), 0, 0, 9)
     assert [len(c.frames) for c in chunks] == [4, 4, 1]
     sequences, counts = assemble(assembler, chunks)
     assert counts == [0, 1, 1]
@@ -247,7 +264,7 @@ def test_interleaved_streams_never_mix_never_duplicate_and_cover_every_step():
     lengths = {}  # (stream, episode) -> length
     per_stream = []
     for stream in range(3):
-        builder = ChunkBuilder(stream, assembler.chunk_length, compress=True)
+        builder = ChunkBuilder(stream, assembler.chunk_length, compress=True, columns=COLUMNS)
         chunks = []
         for episode in range(6):
             lengths[(stream, episode)] = int(rng.integers(1, 30))
@@ -285,7 +302,7 @@ def test_interleaved_streams_never_mix_never_duplicate_and_cover_every_step():
 
 def test_frame_stack_prefix_comes_from_earlier_chunks_and_zeros_before_episode_start():
     assembler = SequenceAssembler(burn_in=4, sequence_length=8, period=4, frame_stack=6)
-    chunks = episode_chunks(ChunkBuilder(0, 4, compress=True), 0, 0, 24)
+    chunks = episode_chunks(ChunkBuilder(0, 4, compress=True, columns=COLUMNS), 0, 0, 24)
     sequences, _ = assemble(assembler, chunks)
     frames = [f for c in chunks for f in c.frames]  # frames[step]
     for sequence in sequences:
@@ -303,11 +320,11 @@ def test_frame_stack_prefix_comes_from_earlier_chunks_and_zeros_before_episode_s
 
 def test_only_the_start_state_is_stored_and_overlapping_sequences_share_frames():
     assembler = SequenceAssembler(burn_in=4, sequence_length=8, period=4, frame_stack=4)
-    chunks = episode_chunks(ChunkBuilder(0, 4, compress=True), 0, 0, 24)
+    chunks = episode_chunks(ChunkBuilder(0, 4, compress=True, columns=COLUMNS), 0, 0, 24)
     sequences, _ = assemble(assembler, chunks)
     for sequence in sequences:
         first = steps_of(sequence, 4)[0][2]
-        assert sequence.start_state.shape == (2, HIDDEN)
+        assert sequence.start_state.shape == (2 * HIDDEN,)
         np.testing.assert_array_equal(sequence.start_state, state_of(0, 0, first))
         assert sequence.start_state is chunks[first // 4].start_state  # shared, not copied
     # Sequences 0 and 1 both start at step 0 (no burn-in / burn-in from 0): one state object.
@@ -322,14 +339,14 @@ def test_only_the_start_state_is_stored_and_overlapping_sequences_share_frames()
 
 def test_discontinuous_chunks_reset_the_stream_and_orphans_are_dropped():
     assembler = SequenceAssembler(burn_in=4, sequence_length=8, period=4, frame_stack=4)
-    builder = ChunkBuilder(0, 4, compress=True)
+    builder = ChunkBuilder(0, 4, compress=True, columns=COLUMNS)
     chunks = episode_chunks(builder, 0, 0, 16)  # indices 0..3
     assert assembler.add(chunks[0]) == []
     assert assembler.add(chunks[2]) == []  # chunk 1 was lost: reset, and 2 has no history
     assert assembler.add(chunks[3]) == []
     assert assembler.dropped_chunks == 2
     # A restarted actor begins again at index 0 (episode counter reset too): accepted.
-    restarted = episode_chunks(ChunkBuilder(0, 4, compress=True), 0, 0, 8)
+    restarted = episode_chunks(ChunkBuilder(0, 4, compress=True, columns=COLUMNS), 0, 0, 8)
     sequences, _ = assemble(assembler, restarted)
     assert len(sequences) == 2 and assembler.dropped_chunks == 2
 
@@ -338,7 +355,9 @@ def test_assembler_rejects_burn_in_longer_than_period_and_misfit_chunks():
     with pytest.raises(ValueError, match="burn_in"):
         SequenceAssembler(burn_in=8, sequence_length=16, period=4, frame_stack=1)
     assembler = SequenceAssembler(burn_in=4, sequence_length=8, period=4, frame_stack=1)
-    wrong = episode_chunks(ChunkBuilder(0, 2, compress=True), 0, 0, 8)[0]  # 2-step, not last
+    wrong = episode_chunks(ChunkBuilder(0, 2, compress=True, columns=COLUMNS), 0, 0, 8)[
+        0
+    ]  # 2-step, not last
     with pytest.raises(ValueError, match="chunk_length"):
         assembler.add(wrong)
 
@@ -368,20 +387,20 @@ def test_batch_layout_burn_in_padding_mask_and_stacks():
         for row, step in enumerate(steps):
             stack = batch.observation[row, item]
             if step is None:
-                assert not stack.any() and batch.discount[row, item] == 0
-                assert batch.action[row, item] == batch.reward[row, item] == 0
+                assert not stack.any() and batch.columns["discount"][row, item] == 0
+                assert batch.columns["action"][row, item] == batch.columns["reward"][row, item] == 0
                 continue
             # Newest frame is the step itself; older ones come from the same episode or zeros.
             for k in range(4):
                 earlier = step - (3 - k)
                 expected = frame_of(0, 0, earlier) if earlier >= 0 else np.zeros(3)
                 np.testing.assert_array_equal(stack[k], expected)
-            assert batch.action[row, item] == action_of(0, 0, step)
-            assert batch.reward[row, item] == reward_of(0, 0, step)
-            assert batch.discount[row, item] == (0.0 if step == 9 else 1.0)
+            assert batch.columns["action"][row, item] == action_of(0, 0, step)
+            assert batch.columns["reward"][row, item] == reward_of(0, 0, step)
+            assert batch.columns["discount"][row, item] == (0.0 if step == 9 else 1.0)
     np.testing.assert_array_equal(batch.start_state[1], state_of(0, 0, 0))
     np.testing.assert_array_equal(batch.start_state[2], state_of(0, 0, 4))
-    assert batch.action.dtype == np.int64 and batch.reward.dtype == np.float32
+    assert batch.columns["action"].dtype == np.int64 and batch.columns["reward"].dtype == np.float32
 
 
 def test_prev_action_rows_are_the_previous_rows_actions():
@@ -391,18 +410,18 @@ def test_prev_action_rows_are_the_previous_rows_actions():
     batch = replay.gather(np.arange(len(sequences)))
     for item, sequence in enumerate(sequences):
         rows = np.flatnonzero(batch.mask[:, item])
-        assert batch.prev_action[rows[0], item] == sequence.prev_action
+        assert batch.columns["prev_action"][rows[0], item] == int(sequence.before["action"])
         np.testing.assert_array_equal(
-            batch.prev_action[rows[1:], item], batch.action[rows[:-1], item]
+            batch.columns["prev_action"][rows[1:], item], batch.columns["action"][rows[:-1], item]
         )
-        assert not batch.prev_action[~batch.mask[:, item], item].any()
+        assert not batch.columns["prev_action"][~batch.mask[:, item], item].any()
     # Item 2 burns in from step 4, so its first prev_action is the action at step 3.
-    assert batch.prev_action[0, 2] == action_of(0, 0, 3) != 0
+    assert batch.columns["prev_action"][0, 2] == action_of(0, 0, 3) != 0
 
 
 def test_frame_stack_one_and_uncompressed_vector_observations():
     assembler = SequenceAssembler(burn_in=2, sequence_length=4, period=2, frame_stack=1)
-    chunks = episode_chunks(ChunkBuilder(0, 2, compress=False), 0, 0, 6)
+    chunks = episode_chunks(ChunkBuilder(0, 2, compress=False, columns=COLUMNS), 0, 0, 6)
     sequences, _ = assemble(assembler, chunks)
     replay = make_replay(burn_in=2, sequence_length=4, frame_stack=1, compress=False)
     replay.add(sequences)
@@ -420,7 +439,9 @@ def distinct_sequences(count: int) -> list[Sequence]:
     """`count` sequences from different streams, each identifiable by its first frame."""
     assembler = SequenceAssembler(burn_in=4, sequence_length=8, period=4, frame_stack=4)
     return [
-        assemble(assembler, episode_chunks(ChunkBuilder(s, 4, compress=True), s, 0, 8))[0][0]
+        assemble(
+            assembler, episode_chunks(ChunkBuilder(s, 4, compress=True, columns=COLUMNS), s, 0, 8)
+        )[0][0]
         for s in range(count)
     ]
 
@@ -519,7 +540,7 @@ def test_sequence_priorities_hand_computed():
 def test_compact_batch_stacks_on_the_device_to_the_same_observations():
     import torch
 
-    from agents.r2d2.agent import sequence_batch_to_device
+    from sequence_agent import sequence_batch_to_device
 
     replay = make_replay()
     replay.add(one_episode_sequences(10))

@@ -3,8 +3,9 @@
 Actor: an LSTM Q-network stepping a batch of environments, ε-greedy with one ε per
 environment, cutting each environment's stream into compressed chunks for the learner.
 Learner: samples sequences, burns the LSTM in from the stored state, and learns with 5-step
-double Q-learning under the value rescaling h. NGU and Agent57 reuse `unroll_sequences`,
-`sequence_batch_to_device` and the chunk/sequence machinery.
+double Q-learning under the value rescaling h. NGU builds on this Actor and Learner through
+their hooks (`step_values`, `head_td_errors`, `auxiliary_losses`); the sequence machinery
+itself is shared (`sequence_agent`, `replay`).
 """
 
 from __future__ import annotations
@@ -18,15 +19,30 @@ import torch
 import gym_env
 import value_learning
 from errors import ConfigError
+from exploration import actor_epsilons
 from greedy_actors import RecurrentEpsilonGreedyActor
 from learner_base import TargetNetworkLearner
-from networks.recurrent import LstmState, RecurrentQNetwork, recurrent_network_for
-from replay import (
-    ChunkBuilder,
-    SequenceAssembler,
-    SequenceBatch,
-    SequenceReplay,
-    sequence_priorities,
+from networks.recurrent import RecurrentQNetwork, recurrent_network_for
+from replay import Column, SequenceAssembler, SequenceReplay, sequence_priorities
+from sequence_agent import (
+    ChunkRecorder,
+    bootstrap_through_padding,
+    forward_fill_padding,
+    make_assembler,
+    make_sequence_replay,
+    masked_mean_per_sequence,
+    sequence_batch_to_device,
+    unroll_sequences,
+)
+
+__all__ = ["COLUMNS", "Actor", "ActorFactory", "Learner", "R2d2Config", "actor_epsilons"]
+
+# What R2D2 stores per step beside the frame. The network reads the previous action and the
+# reward INTO each observation (the previous reward).
+COLUMNS = (
+    Column("action", "int16", previous_as="prev_action"),
+    Column("reward", "float32", at_episode_start=0.0),
+    Column("discount", "float32", at_episode_start=1.0),
 )
 
 
@@ -80,42 +96,12 @@ class R2d2Config:
             raise ConfigError(f"discount must be in [0, 1], got {self.discount}")
 
 
-def actor_epsilons(num_actors: int, base: float = 0.4, alpha: float = 7.0) -> np.ndarray:
-    """ε_i = base^(1 + alpha·i/(N−1)) for i = 0..N−1 (Ape-X / R2D2); N = 1 gives `base`."""
-    if num_actors == 1:
-        return np.array([base])
-    i = np.arange(num_actors)
-    return base ** (1.0 + alpha * i / (num_actors - 1))
-
-
-def make_sequence_replay(
-    config: R2d2Config,
-    observation_shape: tuple[int, ...],
-    observation_dtype: np.dtype,
-    seed: int,
-) -> SequenceReplay:
-    is_image = len(observation_shape) == 3
-    return SequenceReplay(
-        capacity=config.replay_capacity,
-        burn_in=config.burn_in,
-        sequence_length=config.sequence_length,
-        frame_shape=observation_shape[1:] if is_image else observation_shape,
-        frame_dtype=observation_dtype,
-        frame_stack=observation_shape[0] if is_image else 1,
-        compress=is_image,
-        priority_exponent=config.priority_exponent,
-        seed=seed,
-    )
-
-
-def make_assembler(config: R2d2Config, observation_shape: tuple[int, ...]) -> SequenceAssembler:
-    is_image = len(observation_shape) == 3
-    return SequenceAssembler(
-        burn_in=config.burn_in,
-        sequence_length=config.sequence_length,
-        period=config.replay_period,
-        frame_stack=observation_shape[0] if is_image else 1,
-    )
+def build_network(
+    config: R2d2Config, observation_shape: tuple[int, ...], num_actions: int
+) -> RecurrentQNetwork:
+    """R2D2's one network builder, used by actors, the learner and eval_agent alike."""
+    del config  # The architecture is fixed by the paper; kept for the shared signature.
+    return recurrent_network_for(observation_shape, num_actions)
 
 
 class Actor(RecurrentEpsilonGreedyActor):
@@ -123,117 +109,47 @@ class Actor(RecurrentEpsilonGreedyActor):
 
     def __init__(
         self,
-        network: RecurrentQNetwork,
+        network: torch.nn.Module,
         epsilons: np.ndarray,
-        chunk_length: int,
-        first_stream: int,
-        compress: bool,
+        recorder: ChunkRecorder,
         seed: int,
     ) -> None:
         super().__init__(network, np.asarray(epsilons, np.float64), seed, torch.device("cpu"))
-        self.builders = [
-            ChunkBuilder(first_stream + e, chunk_length, compress) for e in range(len(epsilons))
-        ]
-        self._outbox: list = []
+        self.recorder = recorder
+
+    def step_values(self, timestep, actions: np.ndarray) -> dict[str, np.ndarray]:
+        """Column name -> [E] values of this step, as replay stores them."""
+        return {"action": actions, "reward": timestep.reward, "discount": timestep.discount}
 
     @torch.no_grad()
     def step(self, timestep) -> np.ndarray:
         actions = super().step(timestep)
-        states = torch.stack(list(self.consumed_state), dim=1).numpy()  # [E, 2, H]
-        frames = timestep.observation[:, -1] if timestep.observation.ndim == 4 else None
-        for e, builder in enumerate(self.builders):
-            chunk = builder.append(
-                frames[e] if frames is not None else timestep.observation[e],
-                int(actions[e]),
-                float(timestep.reward[e]),
-                float(timestep.discount[e]),
-                bool(timestep.first[e]),
-                bool(timestep.last[e]),
-                states[e],
-            )
-            if chunk is not None:
-                self._outbox.append(chunk)
+        values = self.step_values(timestep, actions)
+        self.recorder.record(timestep, values, self.consumed_state.numpy())
         return actions
 
     def drain(self) -> list:
-        chunks, self._outbox = self._outbox, []
-        return chunks
-
-
-def sequence_batch_to_device(batch: SequenceBatch, device: torch.device) -> dict[str, torch.Tensor]:
-    """Numpy sequence batch -> tensors on `device`."""
-    if batch.observation is None:  # Compact: stack on the device from distinct frames.
-        frames = torch.as_tensor(batch.frames).to(device)
-        observation = frames[torch.as_tensor(batch.frame_index).to(device)]
-    else:
-        observation = torch.as_tensor(batch.observation).to(device)
-    return {
-        "observation": observation,
-        "action": torch.as_tensor(batch.action).to(device),
-        "prev_action": torch.as_tensor(batch.prev_action).to(device),
-        "reward": torch.as_tensor(batch.reward).to(device),
-        "discount": torch.as_tensor(batch.discount).to(device),
-        "mask": torch.as_tensor(batch.mask).to(device),
-        "has_burn_in": torch.as_tensor(batch.burn_in_length > 0).to(device),
-        "start_state": torch.as_tensor(batch.start_state).to(device),
-    }
-
-
-def unroll_sequences(
-    network: RecurrentQNetwork,
-    batch: dict[str, torch.Tensor],
-    burn_in: int,
-    extra: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Q-values [T_learn, B, A] over the learning part, after a gradient-free burn-in.
-
-    Items without a burn-in (sequences at an episode's start) keep their stored state, which
-    the padding of their burn-in window must not disturb.
-    """
-    stored = LstmState(batch["start_state"][:, 0], batch["start_state"][:, 1])
-    state = stored
-    if burn_in > 0:
-        with torch.no_grad():
-            _, burned = network(
-                batch["observation"][:burn_in],
-                batch["prev_action"][:burn_in],
-                batch["reward"][:burn_in],
-                stored,
-                None if extra is None else extra[:burn_in],
-            )
-        keep = batch["has_burn_in"].unsqueeze(-1)
-        state = LstmState(
-            torch.where(keep, burned.hidden, stored.hidden),
-            torch.where(keep, burned.cell, stored.cell),
-        )
-    q, _ = network(
-        batch["observation"][burn_in:],
-        batch["prev_action"][burn_in:],
-        batch["reward"][burn_in:],
-        state,
-        None if extra is None else extra[burn_in:],
-    )
-    return q
-
-
-def masked_mean_per_sequence(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[T, B] values, [T, B] bool mask -> [B] mean over valid steps (0 where none)."""
-    mask = mask.float()
-    return (values * mask).sum(0) / mask.sum(0).clamp(min=1.0)
+        return self.recorder.drain()
 
 
 class Learner(TargetNetworkLearner):
-    """R2D2 learner: prioritized sequence replay, burn-in, n-step double Q with rescaling."""
+    """R2D2 learner: prioritized sequence replay, burn-in, n-step double Q with rescaling.
+
+    Subclasses change what is learned through three hooks: `head_td_errors` (the TD errors
+    of each value head), `priority_td` (which errors set priorities) and `auxiliary_losses`
+    (losses of other networks trained on the same batch).
+    """
 
     def __init__(
         self,
-        network: RecurrentQNetwork,
+        network: torch.nn.Module,
         replay: SequenceReplay,
         assembler: SequenceAssembler,
-        config: R2d2Config,
+        config,
         device: torch.device,
+        param_groups: list[dict] | None = None,
     ) -> None:
-        super().__init__(network, replay, config, device)
+        super().__init__(network, replay, config, device, param_groups)
         self.assembler = assembler
         self.batch_size = config.batch_size
         eps = config.value_rescaling_eps
@@ -252,40 +168,62 @@ class Learner(TargetNetworkLearner):
         return self.replay.size >= self.config.min_replay_size
 
     def step(self) -> dict[str, float]:
-        batch, slots, weights = self.replay.sample(
+        batch, keys, weights = self.replay.sample(
             self.config.batch_size, self.config.importance_sampling_exponent, compact=True
         )
         tensors = sequence_batch_to_device(batch, self.device)
-        td, q_learn = self._td_errors(tensors)
+        weights = torch.as_tensor(weights, device=self.device)
         mask = tensors["mask"][self.config.burn_in + 1 :]
-        per_sequence = masked_mean_per_sequence(0.5 * td.square(), mask)
-        loss = (torch.as_tensor(weights, device=self.device) * per_sequence).mean()
-        grad_norm = self.apply_gradients(loss)
-        priorities = sequence_priorities(
-            td.detach().abs().cpu().numpy(), mask.cpu().numpy(), self.config.priority_eta
-        )
-        self.replay.update_priorities(slots, priorities)
-        return {
-            "loss": loss.item(),
-            "q_value": q_learn.mean().item(),
-            "td_error_abs": masked_mean_per_sequence(td.abs(), mask).mean().item(),
-            "grad_norm": grad_norm,
+        heads, stats = self.head_td_errors(tensors)
+        losses = {
+            f"loss{suffix}": (weights * masked_mean_per_sequence(0.5 * td.square(), mask)).mean()
+            for suffix, td in heads.items()
         }
+        losses |= self.auxiliary_losses(tensors)
+        self.apply_gradients(sum(losses.values()))
+        stats |= self.last_grad_norms
+        abs_td = self.priority_td(heads).detach().abs()
+        priorities = sequence_priorities(
+            abs_td.cpu().numpy(), mask.cpu().numpy(), self.config.priority_eta
+        )
+        self.replay.update_priorities(keys, priorities)
+        stats["td_error_abs"] = masked_mean_per_sequence(abs_td, mask).mean()
+        return {k: float(torch.as_tensor(v).detach()) for k, v in (stats | losses).items()}
 
-    def _td_errors(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def head_td_errors(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """({loss-name suffix: [T_learn − 1, B] TD errors}, {statistic: scalar tensor})."""
+        td, q = self._n_step_td_errors(batch)
+        return {"": td}, {"q_value": q.detach().mean()}
+
+    def priority_td(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[T_learn − 1, B] TD errors whose magnitudes set the sequences' priorities."""
+        return heads[""]
+
+    def auxiliary_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Losses of other networks trained on the same batch (NGU: embedding and RND)."""
+        return {}
+
+    def _n_step_td_errors(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """[T_learn − 1, B] transformed n-step double-Q TD errors, and the online Q-values."""
         burn_in = self.config.burn_in
         q = unroll_sequences(self.network, batch, burn_in)
         with torch.no_grad():
             target_q = unroll_sequences(self.target_network, batch, burn_in)
         action = batch["action"][burn_in:]
+        valid_t = batch["mask"][burn_in + 1 :]
         td = value_learning.transformed_n_step_q_learning(
             q_tm1=q[:-1],
             a_tm1=action[:-1],
-            target_q_t=target_q[1:],
-            a_t=q[1:].detach().argmax(dim=-1),
+            target_q_t=forward_fill_padding(target_q[1:], valid_t),
+            a_t=forward_fill_padding(q[1:].detach().argmax(dim=-1), valid_t),
             r_t=batch["reward"][burn_in + 1 :],
-            discount_t=self.config.discount * batch["discount"][burn_in + 1 :],
+            discount_t=bootstrap_through_padding(
+                self.config.discount * batch["discount"][burn_in + 1 :], valid_t
+            ),
             n=self.config.n_step,
             tx_pair=self.tx_pair,
         )
@@ -307,22 +245,21 @@ class ActorFactory:
 
     def __call__(self, actor_index: int, seed: int):
         env = self.env_spec.create(self.num_envs, seed, num_threads=1)
-        network = recurrent_network_for(env.observation_shape, env.num_actions)
+        network = build_network(self.config, env.observation_shape, env.num_actions)
+        first = actor_index * self.num_envs
+        recorder = ChunkRecorder(
+            first, self.num_envs, self.config.chunk_length, env.observation_shape, COLUMNS
+        )
+        return env, Actor(network, self.epsilons(first), recorder, seed)
+
+    def epsilons(self, first_env: int) -> np.ndarray:
+        """[E] ε of environments first_env .. first_env + E − 1 on the ladder of all N·E."""
         ladder = actor_epsilons(
             self.num_actors * self.num_envs,
             self.config.exploration_base,
             self.config.exploration_alpha,
         )
-        first = actor_index * self.num_envs
-        actor = Actor(
-            network,
-            ladder[first : first + self.num_envs],
-            self.config.chunk_length,
-            first_stream=first,
-            compress=len(env.observation_shape) == 3,
-            seed=seed,
-        )
-        return env, actor
+        return ladder[first_env : first_env + self.num_envs]
 
 
 def build_learner(
@@ -333,7 +270,7 @@ def build_learner(
     seed: int,
     device: torch.device,
 ) -> Learner:
-    network = recurrent_network_for(observation_shape, num_actions).to(device)
-    replay = make_sequence_replay(config, observation_shape, observation_dtype, seed)
+    network = build_network(config, observation_shape, num_actions).to(device)
+    replay = make_sequence_replay(config, observation_shape, observation_dtype, seed, COLUMNS)
     assembler = make_assembler(config, observation_shape)
     return Learner(network, replay, assembler, config, device)

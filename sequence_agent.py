@@ -1,0 +1,196 @@
+"""What every recurrent agent (R2D2, NGU, Agent57) shares: the sequence replay built from the
+agent's declared columns, the actor-side chunk recorder, the transfer of a batch to the
+learner's device, the burn-in unroll, and the bootstrap at an episode's truncated end.
+
+Agents declare what a step holds as `replay.Column`s and what their network reads as its
+`input_names`; everything here loops over those declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from replay import ChunkBuilder, Column, SequenceAssembler, SequenceBatch, SequenceReplay
+
+
+class SequenceReplayConfig(Protocol):
+    """The fields of an agent config that shape its sequence replay."""
+
+    burn_in: int
+    sequence_length: int
+    replay_period: int
+    replay_capacity: int
+    priority_exponent: float
+
+
+def frame_layout(observation_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, bool]:
+    """(frame shape, frame stack, compress): images [C, H, W] store one compressed frame per
+    step and rebuild stacks of C; vectors [D] store the whole observation, uncompressed."""
+    if len(observation_shape) == 3:
+        return tuple(observation_shape[1:]), int(observation_shape[0]), True
+    return tuple(observation_shape), 1, False
+
+
+def make_sequence_replay(
+    config: SequenceReplayConfig,
+    observation_shape: tuple[int, ...],
+    observation_dtype: np.dtype,
+    seed: int,
+    columns: Sequence[Column],
+) -> SequenceReplay:
+    frame_shape, frame_stack, compress = frame_layout(observation_shape)
+    return SequenceReplay(
+        capacity=config.replay_capacity,
+        burn_in=config.burn_in,
+        sequence_length=config.sequence_length,
+        frame_shape=frame_shape,
+        frame_dtype=observation_dtype,
+        frame_stack=frame_stack,
+        compress=compress,
+        priority_exponent=config.priority_exponent,
+        seed=seed,
+        columns=columns,
+    )
+
+
+def make_assembler(
+    config: SequenceReplayConfig, observation_shape: tuple[int, ...]
+) -> SequenceAssembler:
+    return SequenceAssembler(
+        burn_in=config.burn_in,
+        sequence_length=config.sequence_length,
+        period=config.replay_period,
+        frame_stack=frame_layout(observation_shape)[1],
+    )
+
+
+class ChunkRecorder:
+    """Actor side: one `ChunkBuilder` per environment, fed a batch of steps at a time."""
+
+    def __init__(
+        self,
+        first_stream: int,
+        num_envs: int,
+        chunk_length: int,
+        observation_shape: tuple[int, ...],
+        columns: Sequence[Column],
+    ) -> None:
+        compress = frame_layout(observation_shape)[2]
+        self.is_image = len(observation_shape) == 3
+        self.builders = [
+            ChunkBuilder(first_stream + e, chunk_length, compress, columns) for e in range(num_envs)
+        ]
+        self.names = [c.name for c in columns]
+        self._outbox: list = []
+
+    def record(
+        self, timestep, values: Mapping[str, np.ndarray], states: torch.Tensor | np.ndarray
+    ) -> None:
+        """timestep: the batch just acted on; values: column name -> [E] this step's values;
+        states: [E, S] the packed recurrent states the network consumed at this step."""
+        frames = timestep.observation[:, -1] if self.is_image else timestep.observation
+        states = np.asarray(states)
+        columns = [np.asarray(values[name]) for name in self.names]
+        for e, builder in enumerate(self.builders):
+            chunk = builder.append(
+                frames[e],
+                {name: column[e] for name, column in zip(self.names, columns, strict=True)},
+                bool(timestep.first[e]),
+                bool(timestep.last[e]),
+                states[e],
+            )
+            if chunk is not None:
+                self._outbox.append(chunk)
+
+    def drain(self) -> list:
+        chunks, self._outbox = self._outbox, []
+        return chunks
+
+
+def sequence_batch_to_device(
+    batch: SequenceBatch, device: torch.device, non_blocking: bool = False
+) -> dict[str, torch.Tensor]:
+    """Numpy sequence batch -> tensors on `device`: observation, every column, mask,
+    has_burn_in [B] and start_state [B, S]."""
+
+    def move(array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array).to(device, non_blocking=non_blocking)
+
+    if batch.observation is None:  # Compact: stack on the device from distinct frames.
+        observation = move(batch.frames)[move(batch.frame_index)]
+    else:
+        observation = move(batch.observation)
+    return {
+        "observation": observation,
+        **{name: move(values) for name, values in batch.columns.items()},
+        "mask": move(batch.mask),
+        "has_burn_in": move(batch.burn_in_length > 0),
+        "start_state": move(batch.start_state),
+    }
+
+
+def unroll_sequences(
+    network: torch.nn.Module, batch: Mapping[str, torch.Tensor], burn_in: int
+) -> torch.Tensor:
+    """The network's output over the learning rows [T − burn_in, ...], after a gradient-free
+    burn-in from each item's stored state.
+
+    Items without a burn-in (sequences at an episode's start) keep their stored state, which
+    the padding of their burn-in window must not disturb.
+    """
+    inputs = {name: batch[name] for name in network.input_names}
+    state = batch["start_state"]
+    if burn_in > 0:
+        with torch.no_grad():
+            _, burned = network({k: v[:burn_in] for k, v in inputs.items()}, state)
+        state = torch.where(batch["has_burn_in"].unsqueeze(-1), burned, state)
+    output, _ = network({k: v[burn_in:] for k, v in inputs.items()}, state)
+    return output
+
+
+def masked_mean_per_sequence(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[T, B] values, [T, B] bool mask -> [B] mean over valid steps (0 where none)."""
+    mask = mask.float()
+    return (values * mask).sum(0) / mask.sum(0).clamp(min=1.0)
+
+
+def final_valid_rows(mask: torch.Tensor) -> torch.Tensor:
+    """[T, B] bool mask -> [T, B] bool: the last valid row of each item that ends before the
+    batch does (its episode ended there). Items valid up to the last row have none."""
+    following = torch.zeros_like(mask)
+    following[:-1] = mask[1:]
+    ends = mask & ~following
+    ends[-1] = False
+    return ends
+
+
+def forward_fill_padding(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Copies each item's last valid row into the padding rows after it.
+
+    values: [T, B, ...]; mask: [T, B] bool, valid rows (padding comes after them).
+    Returns [T, B, ...]; rows before an item's first valid row are left as they are.
+    """
+    time = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)
+    last_valid = torch.where(mask, time, torch.full_like(time, -1)).cummax(dim=0).values
+    source = last_valid.clamp(min=0)
+    index = source.view(*source.shape, *([1] * (values.ndim - 2))).expand_as(values)
+    filled = values.gather(0, index)
+    use = (last_valid >= 0) & ~mask
+    return torch.where(use.view(*use.shape, *([1] * (values.ndim - 2))), filled, values)
+
+
+def bootstrap_through_padding(discount_t: torch.Tensor, valid_t: torch.Tensor) -> torch.Tensor:
+    """Discounts [T, B] (γ already applied) with every padding row set to exactly 1.
+
+    Padding after an item's last valid row would cut its returns with a zero discount, so a
+    sequence ending on a time-limit truncation would never bootstrap from its final
+    observation. With discount 1 in the padding, and the bootstrap values forward-filled into
+    it (`forward_fill_padding`; padding rewards are already 0), the padding passes the final
+    observation's value through unchanged, as at the end of a full-length window. After a
+    game over the final discount is 0, so nothing changes there.
+    """
+    return torch.where(valid_t, discount_t, torch.ones_like(discount_t))
