@@ -17,6 +17,7 @@ from absl import flags, logging
 import atari_scores
 import checkpoint
 import gym_env
+import preflight
 from errors import UserError
 
 FLAGS = flags.FLAGS
@@ -192,6 +193,9 @@ def score_summary(game: str, scores: list[float]) -> str:
 
 def run_evaluation(agent: str, make_actor: Callable[[dict[str, Any], Any], Any]) -> EvalResult:
     """Loads the checkpoint, builds the actor with make_actor(state, env), plays, records."""
+    gym_env.check_environment_name(FLAGS.environment_name)
+    # Before loading and playing: a bad --recording_dir fails now, not after the episode.
+    preflight.check_writable_directory(pathlib.Path(FLAGS.recording_dir), "--recording_dir")
     path, state = load_for_evaluation(agent)
     with recording_environment(state) as env:
         try:

@@ -3,6 +3,7 @@ checkpoint bookkeeping, and the CLI wrapper that turns bad input into a one-line
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import signal
@@ -16,6 +17,8 @@ from absl import flags, logging
 
 import checkpoint
 import gym_env
+import hyperparameters
+import preflight
 import run_record
 from errors import ConfigError, UserError
 
@@ -62,7 +65,13 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
     )
     flags.DEFINE_string("tensorboard_dir", "./runs", "TensorBoard root ('' disables).")
     flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint of this run.")
-    flags.DEFINE_bool("save_replay", False, "Also checkpoint replay, so --resume restores it.")
+    flags.DEFINE_bool(
+        "save_replay",
+        False,
+        "Also write replay (replay.npz, numpy arrays with priorities) at each iteration end, so "
+        "--resume continues with it instead of refilling it.",
+    )
+    flags.DEFINE_list("allow_config_change", [], hyperparameters.ALLOW_FLAG_HELP)
     flags.DEFINE_string("device", "auto", "Learner device: auto, cpu or cuda.")
 
 
@@ -93,7 +102,7 @@ class RunConfig:
         root = pathlib.Path(FLAGS.checkpoint_dir)
         run_dir = checkpoint.run_directory(root, agent, FLAGS.environment_name, FLAGS.seed)
         tb = FLAGS.tensorboard_dir
-        return cls(
+        config = cls(
             agent=agent,
             environment_name=FLAGS.environment_name,
             num_iterations=FLAGS.num_iterations,
@@ -111,6 +120,16 @@ class RunConfig:
             save_replay=FLAGS.save_replay,
             device=resolve_device(FLAGS.device),
         )
+        config.check_output_paths()
+        return config
+
+    def check_output_paths(self) -> None:
+        """Fails at once, with one line, on an output path that cannot be written: the
+        alternative is a traceback at the first checkpoint, after a whole iteration."""
+        preflight.check_writable_directory(self.run_dir, "--checkpoint_dir")
+        preflight.check_writable_file(self.results_csv_path, "--results_csv_path")
+        if self.tensorboard_dir is not None:
+            preflight.check_writable_directory(self.tensorboard_dir, "--tensorboard_dir")
 
     @property
     def atari(self) -> gym_env.AtariConfig | None:
@@ -242,7 +261,8 @@ class RunCheckpointer:
         next one (a partial checkpoint, written when a run is interrupted)."""
         partial = steps_into_next > 0
         path = checkpoint.iteration_path(self.run_dir, iteration + partial, partial)
-        checkpoint.save(path, {**state, "steps_into_iteration": steps_into_next}, self.metadata)
+        with self._failed_write_is_one_line(path):
+            checkpoint.save(path, {**state, "steps_into_iteration": steps_into_next}, self.metadata)
         if not partial:
             # The finished iteration supersedes a partial checkpoint of it.
             checkpoint.iteration_path(self.run_dir, iteration, True).unlink(missing_ok=True)
@@ -252,19 +272,53 @@ class RunCheckpointer:
     def replay_path(self) -> pathlib.Path:
         return self.run_dir / "replay.npz"
 
-    def save_replay(self, arrays: Mapping[str, np.ndarray]) -> None:
-        checkpoint.atomic_write(self.replay_path, lambda temp: _savez(temp, arrays))
+    def save_replay(self, arrays: Mapping[str, np.ndarray], iteration: int) -> None:
+        """Writes replay as of the end of `iteration`. Call it before that iteration's
+        checkpoint: the file is tagged with the iteration, and `load_replay` uses it only with
+        the checkpoint it belongs to."""
+        tagged = {**arrays, _REPLAY_ITERATION: np.array(iteration, np.int64)}
+        with self._failed_write_is_one_line(self.replay_path):
+            checkpoint.atomic_write(self.replay_path, lambda temp: _savez(temp, tagged))
 
-    def load_replay(self) -> dict[str, np.ndarray] | None:
+    @contextlib.contextmanager
+    def _failed_write_is_one_line(self, path: pathlib.Path):
+        """A full disk (or any write error) stops the run with one line. The write went to a
+        temp file that atomic_write removed, so the previous checkpoint is untouched."""
+        try:
+            yield
+        except OSError as error:
+            previous = checkpoint.latest_path(self.run_dir)
+            kept = f"; {previous.name} is intact" if previous is not None else ""
+            raise checkpoint.CheckpointError(
+                f"cannot write {path} ({error.strerror or error}){kept}"
+            ) from None
+
+    def load_replay(self, iteration: int) -> dict[str, np.ndarray] | None:
+        """The replay saved at the end of `iteration` (the resumed checkpoint's), or None when
+        there is none or it belongs to another iteration (a run killed between the two
+        writes): replay is then refilled, which is safe, where a mismatched one is not."""
         if not self.replay_path.exists():
             return None
         try:
             with np.load(self.replay_path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
+                arrays = {k: data[k] for k in data.files}
         except Exception as error:
             raise checkpoint.CheckpointError(
                 f"replay file {self.replay_path} is corrupt ({type(error).__name__})"
             ) from None
+        saved_at = arrays.pop(_REPLAY_ITERATION, None)
+        if saved_at is None or int(saved_at) != iteration:
+            logging.warning(
+                "%s is from iteration %s, not %d; replay will be refilled",
+                self.replay_path,
+                "?" if saved_at is None else int(saved_at),
+                iteration,
+            )
+            return None
+        return arrays
+
+
+_REPLAY_ITERATION = "saved_at_iteration"
 
 
 def _savez(path: str, arrays: Mapping[str, np.ndarray]) -> None:

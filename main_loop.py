@@ -22,7 +22,7 @@ import torch
 import torch.multiprocessing as mp
 from absl import logging
 
-from errors import UserError
+from errors import NonFiniteLossError, UserError
 from tracker import EpisodeTracker, MetricsWriter, ProgressPrinter, ScalarAverager
 
 
@@ -154,7 +154,10 @@ def run_single_thread_training(
                 stats.add(learner.step())
 
         progress = ProgressPrinter(f"iteration {iteration} train", schedule.num_train_steps)
-        steps = runner.run(actor, schedule.num_train_steps, train_tracker, learn, progress)
+        try:
+            steps = runner.run(actor, schedule.num_train_steps, train_tracker, learn, progress)
+        except NonFiniteLossError as error:
+            raise error.at_iteration(iteration) from None  # Nothing of it is saved.
         train_seconds = time.monotonic() - started
         eval_tracker = evaluate(eval_env, eval_actor, schedule.num_eval_steps)
         total_steps += steps

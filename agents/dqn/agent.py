@@ -21,6 +21,7 @@ from learner_base import TargetNetworkLearner
 from networks.value import q_network_for
 from replay import TransitionReplay
 from schedules import LinearSchedule
+from seeding import derive_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +69,15 @@ class DqnConfig:
             )
 
     def epsilon_schedule(self) -> LinearSchedule:
-        return LinearSchedule(self.exploration_start, self.exploration_end, self.exploration_steps)
+        """ε over agent steps: `exploration_start` through the replay warm-up (no learning
+        happens then), then linear to `exploration_end` over `exploration_steps` (Nature,
+        Dopamine and dqn_zoo start the decay when learning starts)."""
+        return LinearSchedule(
+            self.exploration_start,
+            self.exploration_end,
+            self.exploration_steps,
+            begin=self.min_replay_size,
+        )
 
 
 def make_replay(
@@ -208,10 +217,18 @@ def build_agent(
     seed: int,
     device: torch.device,
     total_updates: int,
+    resume_point: int = 0,
 ) -> tuple[Actor, Learner]:
-    """The network, replay, actor and learner of one DQN agent, sharing the online network."""
+    """The network, replay, actor and learner of one DQN agent, sharing the online network.
+
+    The actor's exploration and the replay sampler draw from independent streams. A resumed
+    run restores the actor's stream from its checkpoint; the sampler's (unless replay is
+    restored with it) starts a new stream named by `resume_point`, the agent steps at the
+    checkpoint.
+    """
     network = q_network_for(observation_shape, num_actions, config.dueling).to(device)
-    replay = make_replay(config, num_envs, observation_shape, observation_dtype, seed)
-    actor = Actor(network, replay, config, seed, device)
+    replay_seed = derive_seed(seed, "replay", resume_point)
+    replay = make_replay(config, num_envs, observation_shape, observation_dtype, replay_seed)
+    actor = Actor(network, replay, config, derive_seed(seed, "exploration"), device)
     learner = Learner(network, replay, config, device, total_updates)
     return actor, learner

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from absl import logging
+from absl import flags, logging
 
 import checkpoint
+import hyperparameters
 from agents.dqn.agent import DqnConfig, build_agent
 from experiment import (
     RunCheckpointer,
@@ -24,8 +25,10 @@ from experiment import (
 )
 from greedy_actors import EpsilonGreedyActor
 from main_loop import IterationSchedule, run_single_thread_training
+from seeding import derive_seed
 from tracker import MetricsWriter
 
+FLAGS = flags.FLAGS
 define_run_flags()
 define_config_flags(DqnConfig)
 
@@ -34,8 +37,23 @@ def main() -> None:
     run = RunConfig.from_flags("dqn")
     config: DqnConfig = config_from_flags(DqnConfig)
     seed_everything(run.seed)
-    train_env = run.env_spec.create(run.num_envs, run.seed)
-    eval_env = run.eval_env_spec.create(1, run.seed + 1_000_003)
+    with run.env_spec.create(1, run.seed) as probe:
+        metadata = run_metadata("dqn", run.environment_name, probe)
+    checkpointer = RunCheckpointer(run.run_dir, metadata, run.resume)
+    settings = hyperparameters.collect(run, config)
+    start_iteration, start_step = 0, 0
+    state = checkpointer.load_latest()
+    if state is not None:
+        hyperparameters.check_resume(
+            state["hyperparameters"],
+            settings,
+            FLAGS.allow_config_change,
+            str(checkpointer.resume_path),
+        )
+        start_iteration, start_step = int(state["iteration"]), int(state["total_steps"])
+    # Streams a checkpoint does not restore start anew at the resume point (see seeding.py).
+    train_env = run.env_spec.create(run.num_envs, derive_seed(run.seed, "train_env", start_step))
+    eval_env = run.eval_env_spec.create(1, derive_seed(run.seed, "eval_env", start_step))
     total_updates = run.num_iterations * run.num_train_steps // config.agent_steps_per_update
     actor, learner = build_agent(
         config,
@@ -46,21 +64,24 @@ def main() -> None:
         run.seed,
         run.device,
         total_updates,
+        resume_point=start_step,
     )
-    eval_actor = EpsilonGreedyActor(learner.network, run.eval_epsilon, run.seed + 1, run.device)
-    metadata = run_metadata("dqn", run.environment_name, train_env)
-    checkpointer = RunCheckpointer(run.run_dir, metadata, run.resume)
-    start_iteration, start_step = 0, 0
-    state = checkpointer.load_latest()
+    eval_actor = EpsilonGreedyActor(
+        learner.network,
+        run.eval_epsilon,
+        derive_seed(run.seed, "eval_actor", start_step),
+        run.device,
+    )
     if state is not None:
-        start_iteration, start_step = restore(state, actor, learner, checkpointer, run)
+        restore(state, actor, learner, checkpointer, run)
 
     def save(iteration: int, total_steps: int) -> None:
+        if run.save_replay:  # Replay first: it is used only with the checkpoint that follows.
+            checkpointer.save_replay(learner.replay.state_dict(), iteration)
         state = checkpoint_state(iteration, total_steps, config, actor, learner)
         state.update(run.env_spec.checkpoint_state())
+        state["hyperparameters"] = settings
         checkpointer.save(iteration, state)
-        if run.save_replay:
-            checkpointer.save_replay(learner.replay.state_dict())
 
     run.claim_results_csv()
     writer = MetricsWriter(
@@ -102,16 +123,15 @@ def checkpoint_state(iteration, total_steps, config, actor, learner) -> dict:
     }
 
 
-def restore(
-    state, actor, learner, checkpointer: RunCheckpointer, run: RunConfig
-) -> tuple[int, int]:
+def restore(state, actor, learner, checkpointer: RunCheckpointer, run: RunConfig) -> None:
     actor.load_state_dict(state["actor"])
     learner.load_state_dict(state["learner"])
     checkpoint.restore_torch_rng(state["torch_rng"])
-    if run.save_replay and (replay_state := checkpointer.load_replay()) is not None:
-        learner.replay.load_state_dict(replay_state)
-        logging.info("Restored replay with %d transitions", learner.replay.size)
-    return int(state["iteration"]), int(state["total_steps"])
+    if run.save_replay:
+        replay_state = checkpointer.load_replay(int(state["iteration"]))
+        if replay_state is not None:
+            learner.replay.load_state_dict(replay_state)
+            logging.info("Restored replay with %d transitions", learner.replay.size)
 
 
 if __name__ == "__main__":

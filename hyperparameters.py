@@ -1,0 +1,85 @@
+"""A run's hyperparameters as one flat {flag name: value} dict, saved in every checkpoint and
+compared on --resume, so that a resumed run cannot silently learn with other settings.
+
+`--num_iterations` is left out on purpose: raising it is how a finished run is extended.
+Paths, the device and other settings that do not change what is learned are left out too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from errors import UserError
+
+# RunConfig fields that shape learning or evaluation, by flag name.
+_RUN_FIELDS = ("num_train_steps", "num_eval_steps", "num_envs", "seed", "eval_epsilon")
+_ATARI_FIELDS = (
+    "sticky_action_probability",
+    "full_action_space",
+    "clip_rewards",
+    "terminal_on_life_loss",
+)
+
+ALLOW_FLAG_HELP = (
+    "Comma-separated hyperparameters that --resume may change on purpose, e.g. "
+    "learning_rate,replay_ratio. Without it, a resume whose hyperparameters differ from the "
+    "checkpoint's stops with the list of differences."
+)
+
+
+class ConfigChangeError(UserError):
+    """--resume with hyperparameters that differ from the checkpoint's, not allowed by name."""
+
+
+def collect(run, *configs: Any) -> dict[str, Any]:
+    """{flag name: value} of the run's learning-relevant settings and of each config
+    dataclass (the agent's, the parallel loop's)."""
+    values: dict[str, Any] = {name: getattr(run, name) for name in _RUN_FIELDS}
+    if run.atari is not None:
+        values.update({name: getattr(run.atari, name) for name in _ATARI_FIELDS})
+        values["max_eval_episode_frames"] = run.eval_atari.max_episode_frames
+    else:  # A Gymnasium environment: of the Atari settings only reward clipping applies.
+        values["clip_rewards"] = run.env_spec.clip_rewards
+    for config in configs:
+        values.update(dataclasses.asdict(config))
+    return values
+
+
+def check_resume(
+    saved: Mapping[str, Any], current: Mapping[str, Any], allowed: Collection[str], source: str
+) -> dict[str, tuple[Any, Any]]:
+    """Raises ConfigChangeError listing the hyperparameters that differ from `saved` (those of
+    the checkpoint at `source`) and are not in `allowed`; returns the allowed changes.
+
+    Names in `allowed` must be hyperparameters: a typo would otherwise allow nothing.
+    """
+    unknown = sorted(set(allowed) - set(current))
+    if unknown:
+        raise ConfigChangeError(
+            f"--allow_config_change names {', '.join(unknown)}, which "
+            f"{'is not a hyperparameter' if len(unknown) == 1 else 'are not hyperparameters'} "
+            "of this agent"
+        )
+    changes = {
+        name: (saved.get(name, "absent"), current.get(name, "absent"))
+        for name in sorted(set(saved) | set(current))
+        if not _same(saved.get(name), current.get(name))
+    }
+    refused = [name for name in changes if name not in allowed]
+    if refused:
+        listed = ", ".join(f"{name} {changes[name][0]!r} -> {changes[name][1]!r}" for name in refused)
+        raise ConfigChangeError(
+            f"--resume with hyperparameters that differ from {source}: {listed}; pass "
+            f"--allow_config_change={','.join(refused)} to accept "
+            f"{'it' if len(refused) == 1 else 'them'}"
+        )
+    return changes
+
+
+def _same(a: Any, b: Any) -> bool:
+    # A checkpoint gives back ints and floats as saved; 1 and 1.0 are the same setting.
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return a == b
