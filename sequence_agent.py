@@ -8,23 +8,62 @@ Agents declare what a step holds as `replay.Column`s and what their network read
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
 
+from errors import ConfigError
 from replay import ChunkBuilder, Column, SequenceAssembler, SequenceBatch, SequenceReplay
 
 
-class SequenceReplayConfig(Protocol):
-    """The fields of an agent config that shape its sequence replay."""
+@dataclasses.dataclass(frozen=True)
+class SequenceAgentConfig:
+    """What every recurrent agent's config holds: sequences, replay, optimiser and the actors'
+    ε ladder. Defaults are R2D2's (Kapturowski et al. 2019); NGU and Agent57 override some."""
 
-    burn_in: int
-    sequence_length: int
-    replay_period: int
-    replay_capacity: int
-    priority_exponent: float
+    burn_in: int = 40
+    sequence_length: int = 80
+    replay_period: int = 40  # Adjacent sequences overlap by sequence_length - replay_period.
+    batch_size: int = 64
+    replay_capacity: int = 20_000  # Sequences. Paper: 100k (4M observations); see README.
+    min_replay_size: int = 2_000  # Sequences.
+    learning_rate: float = 1e-4
+    adam_eps: float = 1e-3
+    max_grad_norm: float = 40.0
+    target_update_period: int = 2_500
+    priority_exponent: float = 0.9
+    priority_eta: float = 0.9
+    importance_sampling_exponent: float = 0.6
+    value_rescaling_eps: float = 1e-3
+    exploration_base: float = 0.4
+    exploration_alpha: float = 7.0
+
+    @property
+    def chunk_length(self) -> int:
+        """Actors cut streams into chunks this long; sequences are whole chunks."""
+        return math.gcd(self.burn_in, self.replay_period, self.sequence_length)
+
+    def __post_init__(self) -> None:
+        for name in ("sequence_length", "replay_period", "batch_size", "replay_capacity"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.burn_in < 0:
+            raise ConfigError(f"burn_in must be non-negative, got {self.burn_in}")
+        if self.burn_in > self.replay_period:
+            raise ConfigError(
+                f"burn_in ({self.burn_in}) must not exceed replay_period ({self.replay_period}): "
+                "a sequence's burn-in is then either empty or whole"
+            )
+        if self.replay_period > self.sequence_length:
+            raise ConfigError("replay_period must not exceed sequence_length (steps would be lost)")
+        if not self.batch_size <= self.min_replay_size <= self.replay_capacity:
+            raise ConfigError(
+                "need batch_size <= min_replay_size <= replay_capacity, got "
+                f"{self.batch_size}, {self.min_replay_size}, {self.replay_capacity}"
+            )
 
 
 def frame_layout(observation_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, bool]:
@@ -36,7 +75,7 @@ def frame_layout(observation_shape: tuple[int, ...]) -> tuple[tuple[int, ...], i
 
 
 def make_sequence_replay(
-    config: SequenceReplayConfig,
+    config: SequenceAgentConfig,
     observation_shape: tuple[int, ...],
     observation_dtype: np.dtype,
     seed: int,
@@ -58,7 +97,7 @@ def make_sequence_replay(
 
 
 def make_assembler(
-    config: SequenceReplayConfig, observation_shape: tuple[int, ...]
+    config: SequenceAgentConfig, observation_shape: tuple[int, ...]
 ) -> SequenceAssembler:
     return SequenceAssembler(
         burn_in=config.burn_in,

@@ -11,7 +11,6 @@ itself is shared (`sequence_agent`, `replay`).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from networks.recurrent import RecurrentQNetwork, recurrent_network_for
 from replay import Column, SequenceAssembler, SequenceReplay, sequence_priorities
 from sequence_agent import (
     ChunkRecorder,
+    SequenceAgentConfig,
     bootstrap_through_padding,
     forward_fill_padding,
     make_assembler,
@@ -47,51 +47,16 @@ COLUMNS = (
 
 
 @dataclasses.dataclass(frozen=True)
-class R2d2Config:
+class R2d2Config(SequenceAgentConfig):
     """R2D2 hyperparameters; paper values unless the README lists a deviation."""
 
     discount: float = 0.997
     n_step: int = 5
-    burn_in: int = 40
-    sequence_length: int = 80
-    replay_period: int = 40  # Adjacent sequences overlap by sequence_length - replay_period.
-    batch_size: int = 64
-    replay_capacity: int = 20_000  # Sequences. Paper: 100k (4M observations); see README.
-    min_replay_size: int = 2_000  # Sequences.
-    learning_rate: float = 1e-4
-    adam_eps: float = 1e-3
-    max_grad_norm: float = 40.0
-    target_update_period: int = 2_500
-    priority_exponent: float = 0.9
-    priority_eta: float = 0.9
-    importance_sampling_exponent: float = 0.6
-    value_rescaling_eps: float = 1e-3
-    exploration_base: float = 0.4
-    exploration_alpha: float = 7.0
-
-    @property
-    def chunk_length(self) -> int:
-        """Actors cut streams into chunks this long; sequences are whole chunks."""
-        return math.gcd(self.burn_in, self.replay_period, self.sequence_length)
 
     def __post_init__(self) -> None:
-        for name in ("n_step", "sequence_length", "replay_period", "batch_size", "replay_capacity"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.burn_in < 0:
-            raise ConfigError(f"burn_in must be non-negative, got {self.burn_in}")
-        if self.burn_in > self.replay_period:
-            raise ConfigError(
-                f"burn_in ({self.burn_in}) must not exceed replay_period ({self.replay_period}): "
-                "a sequence's burn-in is then either empty or whole"
-            )
-        if self.replay_period > self.sequence_length:
-            raise ConfigError("replay_period must not exceed sequence_length (steps would be lost)")
-        if not self.batch_size <= self.min_replay_size <= self.replay_capacity:
-            raise ConfigError(
-                "need batch_size <= min_replay_size <= replay_capacity, got "
-                f"{self.batch_size}, {self.min_replay_size}, {self.replay_capacity}"
-            )
+        super().__post_init__()
+        if self.n_step <= 0:
+            raise ConfigError(f"n_step must be positive, got {self.n_step}")
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"discount must be in [0, 1], got {self.discount}")
 
