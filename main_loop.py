@@ -373,7 +373,10 @@ def actor_process_main(
             batch_steps += 1
             unsent_steps += env.num_envs
             if batch_steps % update_interval == 0:
-                version = weights.pull(actor.network, version)
+                pulled = weights.pull(actor.network, version)
+                if pulled != version and hasattr(actor, "weights_updated"):
+                    actor.weights_updated()  # NGU refreshes its embedding per episode
+                version = pulled
             payloads = actor.drain()
             if not payloads:
                 continue
