@@ -478,3 +478,231 @@ def test_classic_unknown_id_and_bad_hide_velocity():
 def test_module_exports():
     for name in gym_env.__all__:
         assert hasattr(gym_env, name)
+
+
+# --------------------------------------------------------------------------------------
+# Any Gymnasium environment: names, spaces, image preprocessing, rendering, the spec
+# --------------------------------------------------------------------------------------
+
+FAKE = "tests.fake_envs:FakeVector-v0"
+
+
+def _one_line_error(error_type, call, *args, **kwargs) -> str:
+    with pytest.raises(error_type) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("name", ["Pong", "CartPole-v1", "toy_envs:SparseGridRoom-v0", FAKE])
+def test_check_environment_name_accepts_atari_names_and_gymnasium_ids(name):
+    gym_env.check_environment_name(name)
+    assert gym_env.is_atari_game(name) == (name == "Pong")
+
+
+def test_unknown_names_suggest_atari_games_and_gymnasium_ids():
+    message = _one_line_error(UnknownEnvironmentError, gym_env.check_environment_name, "Pongg")
+    assert "did you mean 'Pong'" in message and "python -m gym_env --list" in message
+    assert "module:EnvName-v0" not in message and "toy_envs:SparseGridRoom-v0" in message
+    message = _one_line_error(
+        UnknownEnvironmentError, gym_env.check_environment_name, "toy_envs:SparseGridRom-v0"
+    )
+    assert "did you mean 'toy_envs:SparseGridRoom-v0'" in message
+
+
+def test_module_that_fails_to_import_is_a_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "broken_env_module.py").write_text("raise RuntimeError('boom\\nsecond line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message = _one_line_error(
+        UnknownEnvironmentError, gym_env.check_environment_name, "broken_env_module:Env-v0"
+    )
+    assert "'broken_env_module'" in message and "RuntimeError: boom second line" in message
+    message = _one_line_error(
+        UnknownEnvironmentError, gym_env.create_gymnasium_environment, "no_such_mod:X-v0", 1, 0
+    )
+    assert "ModuleNotFoundError" in message and "'no_such_mod'" in message
+
+
+def _fake_spec(**env_kwargs) -> gym_env.EnvSpec:
+    return gym_env.EnvSpec(classic_name=FAKE, env_kwargs=env_kwargs)
+
+
+_BOX3 = gym.spaces.Box(0, 1, (3,), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("env_kwargs", "expected"),
+    [
+        ({"action_space": gym.spaces.Box(-1, 1, (2,), np.float32)}, "action space Box"),
+        ({"action_space": gym.spaces.MultiDiscrete([2, 3])}, "action space MultiDiscrete"),
+        ({"action_space": gym.spaces.Discrete(3, start=1)}, "start at 1"),
+        ({"observation_space": gym.spaces.Dict({"x": _BOX3})}, "observation space Dict"),
+        ({"observation_space": gym.spaces.Tuple([_BOX3, _BOX3])}, "observation space Tuple"),
+        ({"observation_space": gym.spaces.Discrete(16)}, "observation space Discrete(16)"),
+        ({"observation_space": gym.spaces.Box(0, 1, (8, 8, 3), np.float32)}, "uint8 image"),
+        ({"observation_space": gym.spaces.Box(0, 1, (5, 7), np.float32)}, "1-D Box"),
+        ({"observation_space": gym.spaces.Box(0, 255, (8, 8, 5), np.uint8)}, "C in 1, 3, 4"),
+    ],
+)
+def test_unsupported_spaces_are_named_in_one_line(env_kwargs, expected):
+    message = _one_line_error(
+        gym_env.UnsupportedEnvironmentError, _fake_spec(**env_kwargs).create, 1, 0
+    )
+    assert expected in message and FAKE in message
+
+
+def test_registered_unsupported_environments_fail_through_the_spec():
+    assert "not Discrete" in _one_line_error(
+        gym_env.UnsupportedEnvironmentError, create_classic_environment, "Pendulum-v1", 1, 0
+    )
+    assert isinstance(gym_env.UnsupportedEnvironmentError("x"), UnknownEnvironmentError)
+
+
+def test_vector_observations_become_float32_and_rewards_clip_on_request():
+    spec = gym_env.EnvSpec(
+        classic_name=FAKE,
+        clip_rewards=True,
+        env_kwargs={
+            "observation_space": gym.spaces.Box(0, 100, (6,), np.int64),
+            "reward": 5.0,
+            "length": 3,
+        },
+    )
+    with spec.create(2, seed=0) as env:
+        assert env.observation_shape == (6,) and env.observation_dtype == np.float32
+        assert env.num_actions == 2
+        env.reset()
+        ts = env.step(np.zeros(2, dtype=np.int64))
+        _assert_timestep_layout(ts, env)
+        np.testing.assert_array_equal(ts.observation, np.ones((2, 6), np.float32))
+        np.testing.assert_array_equal(ts.reward, [1.0, 1.0])
+        np.testing.assert_array_equal(ts.raw_reward, [5.0, 5.0])
+        env.step(np.zeros(2, dtype=np.int64))
+        ts = env.step(np.zeros(2, dtype=np.int64))
+        assert ts.last.all() and (ts.discount == 0).all()  # terminated after `length` steps
+        assert env.step(np.zeros(2, dtype=np.int64)).first.all()
+
+
+def _two_colour_picture() -> np.ndarray:
+    """[16, 20, 3] RGB: left half pure red, right half pure blue."""
+    picture = np.zeros((16, 20, 3), dtype=np.uint8)
+    picture[:, :10, 0] = 255
+    picture[:, 10:, 2] = 255
+    return picture
+
+
+def test_grayscale_resize_uses_luma_and_treats_every_layout_alike():
+    picture = _two_colour_picture()
+    frame = gym_env.grayscale_resize(picture, "HWC", 84)
+    assert frame.shape == (84, 84) and frame.dtype == np.uint8
+    # ITU-R 601 luma: red 0.299 * 255 = 76, blue 0.114 * 255 = 29; halves stay halves.
+    assert (frame[:, :40] == 76).all() and (frame[:, 44:] == 29).all()
+    chw = gym_env.grayscale_resize(np.moveaxis(picture, -1, 0), "CHW", 84)
+    rgba = np.concatenate([picture, np.full((16, 20, 1), 9, np.uint8)], axis=-1)
+    np.testing.assert_array_equal(chw, frame)
+    np.testing.assert_array_equal(gym_env.grayscale_resize(rgba, "HWC", 84), frame)
+    gray = np.where(np.arange(20) < 10, 76, 29).astype(np.uint8)[None].repeat(16, 0)
+    np.testing.assert_array_equal(gym_env.grayscale_resize(gray, "HW", 84), frame)
+    np.testing.assert_array_equal(gym_env.grayscale_resize(gray[..., None], "HWC", 84), frame)
+
+
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+def test_image_observations_become_zero_padded_grayscale_stacks(layout):
+    picture = _two_colour_picture()
+    if layout == "CHW":
+        picture = np.moveaxis(picture, -1, 0)
+    space = gym.spaces.Box(0, 255, picture.shape, np.uint8)
+    spec = _fake_spec(observation_space=space, observation=picture)
+    expected = gym_env.grayscale_resize(_two_colour_picture(), "HWC", 84)
+    with spec.create(1, seed=0) as env:
+        assert env.observation_shape == (4, 84, 84) and env.observation_dtype == np.uint8
+        first = env.reset().observation[0]
+        np.testing.assert_array_equal(first[:3], 0)  # zero padding before the first frame
+        np.testing.assert_array_equal(first[3], expected)
+        second = env.step(np.zeros(1, dtype=np.int64)).observation[0]
+        np.testing.assert_array_equal(second[:2], 0)
+        np.testing.assert_array_equal(second[2:], [expected, expected])
+
+
+def test_frame_stack_of_image_environments_is_configurable():
+    spec = gym_env.EnvSpec(classic_name="toy_envs:SparseGridRoomPixels-v0", frame_stack=2)
+    with spec.create(1, seed=0) as env:
+        assert env.observation_shape == (2, 84, 84)
+
+
+def test_networks_pick_their_torso_from_the_adapted_observation():
+    from networks.value import MlpTorso, NatureConvTorso, q_network_for
+
+    torch = pytest.importorskip("torch")
+    for env_id, torso in [
+        ("toy_envs:SparseGridRoom-v0", MlpTorso),
+        ("toy_envs:SparseGridRoomPixels-v0", NatureConvTorso),
+    ]:
+        with gym_env.EnvSpec(classic_name=env_id).create(2, seed=0) as env:
+            network = q_network_for(env.observation_shape, env.num_actions)
+            assert isinstance(network.torso, torso)
+            q_values = network(torch.as_tensor(env.reset().observation))
+            assert q_values.shape == (2, 5)
+
+
+def test_render_gives_rgb_frames_of_environments_that_have_them():
+    spec = gym_env.EnvSpec(classic_name="toy_envs:SparseGridRoom-v0", env_kwargs={"size": 5})
+    with spec.create(1, seed=0, render=True) as env:
+        env.reset()
+        frame = env.render()
+        assert frame.shape == (80, 80, 3) and frame.dtype == np.uint8
+    with spec.create(1, seed=0) as env, pytest.raises(RuntimeError, match="render=True"):
+        env.render()
+
+
+def test_environments_that_cannot_render_are_one_line_errors():
+    no_mode = gym_env.EnvSpec(classic_name="tests.fake_envs:FakeNoRender-v0")
+    message = _one_line_error(
+        gym_env.UnsupportedEnvironmentError, no_mode.create, 1, 0, render=True
+    )
+    assert "rgb_array" in message and "FakeNoRender-v0" in message
+    with no_mode.create(1, 0) as env:  # Training does not need rendering.
+        env.reset()
+    failing = gym_env.EnvSpec(classic_name="tests.fake_envs:FakeRenderFails-v0")
+    with failing.create(1, seed=0, render=True) as env:
+        env.reset()
+        message = _one_line_error(gym_env.UnsupportedEnvironmentError, env.render)
+        assert "ImportError: no drawing library" in message
+
+
+def test_env_spec_survives_pickle_and_checkpoint_state():
+    import pickle
+
+    torch = pytest.importorskip("torch")
+    gym_spec = gym_env.EnvSpec(
+        classic_name="toy_envs:SparseGridRoom-v0",
+        clip_rewards=True,
+        frame_stack=2,
+        env_kwargs={"size": 7, "observation": "coordinates"},
+    )
+    atari_spec = gym_env.EnvSpec(atari=AtariConfig("Breakout", frame_stack=3))
+    for spec in (gym_spec, atari_spec):
+        assert pickle.loads(pickle.dumps(spec)) == spec
+        buffer = __import__("io").BytesIO()
+        torch.save(spec.checkpoint_state(), buffer)
+        buffer.seek(0)
+        state = torch.load(buffer, weights_only=True)  # plain values only
+        assert gym_env.EnvSpec.from_checkpoint_state(state) == spec
+    assert set(atari_spec.checkpoint_state()) == {"atari"}
+    assert atari_spec.checkpoint_state()["atari"]["game"] == "Breakout"
+    with gym_env.EnvSpec.from_checkpoint_state(gym_spec.checkpoint_state()).create(1, 0) as env:
+        assert env.observation_shape == (2,)  # env_kwargs reached gym.make
+
+
+def _observation_shape_in_fresh_process(spec: gym_env.EnvSpec) -> tuple[int, ...]:
+    with spec.create(1, seed=0) as env:
+        return env.observation_shape
+
+
+def test_spawned_process_imports_the_module_of_a_module_id():
+    import multiprocessing
+
+    spec = gym_env.EnvSpec(classic_name="toy_envs:SparseGridRoom-v0", env_kwargs={"size": 4})
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_observation_shape_in_fresh_process, (spec,)) == (16,)
