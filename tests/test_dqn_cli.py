@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -203,6 +204,57 @@ def test_eval_agent_records_one_episode_to_mp4(pong_run, tmp_path):
     assert len(frames) == 151
     assert set(frames) == {(210, 160, 3)}
     assert _digests(pong_run["checkpoint_dir"]) == before
+
+
+@pytest.mark.slow
+def test_eval_agent_plays_num_episodes_whole_games_and_records_the_first(pong_run, tmp_path):
+    recording_dir = tmp_path / "recordings"
+    result = run_module(
+        "eval_agent",
+        [
+            f"--checkpoint_dir={pong_run['checkpoint_dir']}",
+            f"--recording_dir={recording_dir}",
+            "--seed=3",
+            "--num_episodes=3",
+            "--max_episode_frames=400",  # Games of at most 100 agent steps.
+            "--num_eval_steps=1000",
+        ],
+    )
+    check_ok(result)
+    played = re.search(r": (\d+) games, scores \[(.*)\] in \[(.*)\] agent steps", result.stderr)
+    assert played, result.stderr
+    scores = [float(s) for s in played.group(2).split(",")]
+    lengths = [int(n) for n in played.group(3).split(",")]
+    assert played.group(1) == "3" and len(scores) == len(lengths) == 3
+    # Each game ended by itself (at the 400-frame cap), none was cut at --num_eval_steps.
+    assert all(0 < n <= 100 for n in lengths), lengths
+
+    # Mean ± std over the 3 games and the human-normalised score (Pong: random -20.7,
+    # human 14.6) on stdout, then the video of the first game only.
+    mean, std = np.mean(scores), np.std(scores, ddof=1)
+    summary, video_line = result.stdout.strip().splitlines()[-2:]
+    assert summary == (
+        f"Pong: 3 games, score {mean:.1f} ± {std:.1f}, "
+        f"human-normalised {(mean + 20.7) / 35.3:.3f} ± {std / 35.3:.3f}"
+    )
+    (video,) = recording_dir.glob("*.mp4")
+    assert video_line == str(video)
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == lengths[0] + 1
+    capture.release()
+
+
+@pytest.mark.slow
+def test_eval_agent_finds_the_run_of_its_seed(pong_run, tmp_path):
+    # pong_run trained with --seed=3; seed 1 (the default) has no run.
+    result = run_module(
+        "eval_agent",
+        [f"--checkpoint_dir={pong_run['checkpoint_dir']}", f"--recording_dir={tmp_path}"],
+        timeout=60,
+    )
+    line = _check_one_line_error(result)
+    assert "seed 1" in line and "seed_1" in line and "runs exist for --seed=3" in line
+    assert not any(tmp_path.iterdir())
 
 
 # --------------------------------------------------------------------------------------
