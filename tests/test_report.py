@@ -123,23 +123,27 @@ def test_stratified_bootstrap_interval_covers_the_true_value_at_about_the_nomina
             aggregate, scores, num_samples=500, confidence=0.95, rng=rng
         )
         covered += low <= CENTER <= high
-    # A percentile bootstrap of 10 runs per game is a little narrow (about 0.93 here); the
-    # binomial noise of 400 repetitions is about 0.013. Resampling runs across games instead
-    # of within each would widen the interval to cover ~always, and no resampling never.
-    assert 0.88 <= covered / repetitions <= 0.985
+    # True coverage 0.91 to 0.96 for the three aggregates (measured over 3 x 800 repetitions;
+    # 0.945 to 0.968 with this seed); the binomial noise of 400 repetitions is about 0.011.
+    # Resampling runs across games instead of within each widens the interval to cover always
+    # (measured 1.0), and no resampling never covers.
+    assert 0.88 <= covered / repetitions <= 0.99
 
 
 def test_bootstrap_band_of_a_learning_curve_covers_the_true_mean():
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(0)
     true_means = np.array([0.0, 5.0, 10.0])
-    repetitions = 400
+    repetitions = 1000
     covered = np.zeros(3)
+    # A percentile bootstrap of the mean of n runs covers about P(|t_(n-1)| < 1.96 sqrt(1 - 1/n)):
+    # 0.93 for 20 runs (measured 0.91 to 0.93 over 5 x 1000 repetitions), a little under the
+    # nominal 0.95; the binomial noise of 1000 repetitions is about 0.008.
     for _ in range(repetitions):
-        values = rng.normal(true_means, 2.0, size=(10, 3))  # [runs, points]
+        values = rng.normal(true_means, 2.0, size=(20, 3))  # [runs, points]
         low, high = score_statistics.bootstrap_mean_interval(values, 500, 0.95, rng)
         covered += (low <= true_means) & (true_means <= high)
     rate = covered / repetitions
-    assert np.all((rate >= 0.88) & (rate <= 0.985)), rate
+    assert np.all((rate >= 0.89) & (rate <= 0.97)), rate
 
 
 def test_mean_and_std_uses_bessel_correction_and_has_no_std_for_one_value():
