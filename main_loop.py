@@ -307,14 +307,32 @@ class ActorMessage(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class ParallelConfig:
     num_actors: int = 2
+    """Actor processes, each stepping --num_envs environments with one batched network call per
+    step and sending what it collects to the learner (R2D2 paper: 256 single-environment
+    actors)."""
     actor_update_interval: int = 400  # Batch steps between weight pulls (paper: 400).
+    """Steps of an actor (each steps all its environments once) between its fetches of the
+    learner's latest weights (R2D2 paper: 400)."""
     replay_ratio: float = 1.0  # Samples learned per sample inserted.
+    """Samples learned per sample inserted into replay, held both ways: the learner waits for
+    data when ahead and actors wait when it is behind (the R2D2 paper's is set by its hardware,
+    about 0.2)."""
     messages_in_flight: int = 8  # Per actor: the bound of its channel.
+    """Messages an actor may have sent that the learner has not yet read; a full channel makes
+    the actor wait, which bounds memory."""
     max_actor_restarts: int = 3  # Per actor, before the run stops.
+    """Times one actor process that died is restarted (with a fresh seed) before the run stops
+    with an error."""
     publish_period: int = 1  # Learner updates between weight publications.
+    """Learner updates between publications of the weights to the shared memory that actors read."""
     wait_timeout_s: float = 1.0
+    """Seconds the learner waits at most for actor messages when it may not learn yet, before it
+    checks the actors' health again."""
     shutdown_timeout_s: float = 8.0
+    """Seconds actors get to stop on their own when the run ends (their channels are drained
+    meanwhile) before they are terminated."""
     learner_threads: int = 0  # Torch CPU threads of the learner; 0: the cores actors leave.
+    """Torch CPU threads of the learner; 0 takes the cores the actor processes leave free."""
 
     def __post_init__(self) -> None:
         if self.num_actors < 1:

@@ -25,21 +25,47 @@ class SequenceAgentConfig:
     ε ladder. Defaults are R2D2's (Kapturowski et al. 2019); NGU and Agent57 override some."""
 
     burn_in: int = 40
+    """Steps at the start of each replayed sequence that only rebuild the LSTM state from the
+    stored one, without loss (R2D2 paper: 40)."""
     sequence_length: int = 80
+    """Steps of each replayed sequence that the loss covers, after the burn-in (R2D2 paper: 80)."""
     replay_period: int = 40  # Adjacent sequences overlap by sequence_length - replay_period.
+    """Steps between the starts of an environment's consecutive sequences, which thus overlap by
+    sequence_length − replay_period (R2D2 paper: 40)."""
     batch_size: int = 64
+    """Sequences per learner update (R2D2 paper: 64)."""
     replay_capacity: int = 20_000  # Sequences. Paper: 100k (4M observations); see README.
+    """Sequences replay holds; the oldest are overwritten (R2D2 paper: 100,000, about 4M
+    observations; smaller here to fit one machine, see the README)."""
     min_replay_size: int = 2_000  # Sequences.
+    """Sequences in replay before the first learner update (a choice for one machine; see the
+    README)."""
     learning_rate: float = 1e-4
+    """Adam learning rate (R2D2 paper: 1e-4)."""
     adam_eps: float = 1e-3
+    """Adam's ε, added to the root of the second-moment estimate (R2D2 paper: 1e-3)."""
     max_grad_norm: float = 40.0
+    """Gradients are scaled down to this global L2 norm before each update (Agent57's 40; the
+    R2D2 paper states no clipping)."""
     target_update_period: int = 2_500
+    """Learner updates between copies of the online network into the target network (R2D2 paper:
+    2,500)."""
     priority_exponent: float = 0.9
+    """α: sequences are sampled with probability ∝ priority^α (R2D2 paper: 0.9)."""
     priority_eta: float = 0.9
+    """η of a sequence's priority from its TD errors δ: η·max|δ| + (1 − η)·mean|δ| (R2D2 paper:
+    0.9)."""
     importance_sampling_exponent: float = 0.6
+    """β of the importance-sampling weights that correct prioritised sampling (R2D2 paper: 0.6)."""
     value_rescaling_eps: float = 1e-3
+    """ε of the value rescaling h(x) = sign(x)(√(|x| + 1) − 1) + εx applied to the targets (R2D2
+    paper: 1e-3)."""
     exploration_base: float = 0.4
+    """Base of the actors' ε ladder: environment i of all N explores with ε_i = base^(1 +
+    alpha·i/(N − 1)) (R2D2 and Ape-X: 0.4)."""
     exploration_alpha: float = 7.0
+    """Exponent alpha of the actors' ε ladder ε_i = base^(1 + alpha·i/(N − 1)) over all N
+    environments (R2D2 and Ape-X: 7)."""
 
     @property
     def chunk_length(self) -> int:

@@ -29,26 +29,60 @@ class DqnConfig:
     """DQN hyperparameters. Defaults: Nature DQN, with Adam and Huber (see README)."""
 
     discount: float = 0.99
+    """Discount γ per agent step (Nature DQN: 0.99)."""
     n_step: int = 1
+    """n of the n-step return: rewards of n agent steps, then a bootstrap from Q (Nature DQN: 1;
+    Rainbow: 3)."""
     batch_size: int = 32
+    """Transitions per learner update (Nature DQN: 32)."""
     replay_capacity: int = 1_000_000
+    """Transitions replay holds; the oldest are overwritten (Nature DQN: 1,000,000)."""
     min_replay_size: int = 50_000
+    """Warm-up in agent steps (over all environments): replay fills this far with ε =
+    exploration_start before the first update and before ε starts to fall (Nature DQN: 50,000)."""
     agent_steps_per_update: int = 4
+    """Agent steps (over all environments) per learner update (Nature DQN: 4)."""
     target_update_period: int = 10_000  # In learner updates, as Nature's C.
+    """Learner updates between copies of the online network into the target network (Nature DQN:
+    C = 10,000)."""
     learning_rate: float = 1e-4
+    """Adam learning rate (Nature DQN used RMSProp at 2.5e-4; see the README's deviations)."""
     adam_eps: float = 1.5e-4
+    """Adam's ε, added to the root of the second-moment estimate (Rainbow's Adam: 1.5e-4)."""
     max_grad_norm: float = 10.0
+    """Gradients are scaled down to this global L2 norm before each update (Nature DQN: none,
+    its error clipping bounds them; dqn_zoo: 10)."""
     huber_delta: float = 1.0
+    """δ of the Huber loss on the TD error: quadratic within ±δ, linear beyond (Nature DQN's
+    error clipping to [-1, 1] gives the same gradient for δ = 1)."""
     exploration_start: float = 1.0
+    """ε at the start: the probability of a uniformly random action (Nature DQN: 1.0)."""
     exploration_end: float = 0.1
+    """ε after the linear decay (Nature DQN: 0.1)."""
     exploration_steps: int = 250_000  # Agent steps: 1M frames at frame skip 4.
+    """Agent steps over which ε falls linearly from exploration_start to exploration_end,
+    counted from the end of the warm-up (Nature DQN: 1M frames = 250,000 agent steps)."""
     double_q: bool = False
+    """Double Q-learning targets: the online network picks the next action, the target network
+    values it (van Hasselt et al. 2016)."""
     dueling: bool = False
+    """Dueling head: value and advantage streams combined as Q = V + A − mean(A) (Wang et al.
+    2016)."""
     prioritized: bool = False
+    """Proportional prioritised replay: transitions are sampled with probability ∝ (|TD error| +
+    priority_epsilon)^α (Schaul et al. 2016)."""
     priority_exponent: float = 0.6
+    """α of prioritised replay: 0 samples uniformly, 1 in proportion to the priority (Schaul et
+    al. 2016, proportional variant: 0.6)."""
     importance_sampling_start: float = 0.4
+    """β of the importance-sampling weights that correct prioritised sampling, at the start; it
+    rises linearly to importance_sampling_end over the run (Schaul et al. 2016: 0.4)."""
     importance_sampling_end: float = 1.0
+    """β of the importance-sampling weights at the end of the run; 1 removes the sampling bias
+    entirely (Schaul et al. 2016: 1)."""
     priority_epsilon: float = 1e-6
+    """Added to |TD error| so that no transition's priority is 0 and every one can be sampled
+    again."""
 
     def __post_init__(self) -> None:
         positive = ("n_step", "batch_size", "replay_capacity", "agent_steps_per_update")

@@ -51,7 +51,9 @@ class R2d2Config(SequenceAgentConfig):
     """R2D2 hyperparameters; paper values unless the README lists a deviation."""
 
     discount: float = 0.997
+    """Discount γ per agent step (R2D2 paper: 0.997)."""
     n_step: int = 5
+    """n of the n-step double Q-learning return (R2D2 paper: 5)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
