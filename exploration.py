@@ -137,10 +137,13 @@ class PolicyIndexChooser:
         self.rng = np.random.default_rng(seed)
         self.indices = (first_env + np.arange(num_envs)) % num_policies
 
-    def on_episode_start(self, first: np.ndarray, episode_returns: np.ndarray) -> np.ndarray:
-        """first: [E] bool, environments starting an episode now; episode_returns: [E] the
-        extrinsic returns of the episodes that just ended there (unused here, a bandit's
-        reward). Returns [E] int64 policy indices for this step."""
+    def on_episode_end(self, last: np.ndarray, episode_returns: np.ndarray) -> None:
+        """last: [E] bool, environments whose episode ended at this step; episode_returns: [E]
+        their undiscounted extrinsic returns (a bandit's reward; unused here)."""
+
+    def on_episode_start(self, first: np.ndarray) -> np.ndarray:
+        """first: [E] bool, environments starting an episode now. Returns [E] int64 policy
+        indices for this step."""
         if self.mode == "per_episode" and first.any():
             self.indices[first] = self.rng.integers(0, self.num_policies, int(first.sum()))
         return self.indices

@@ -31,7 +31,8 @@ def batch_moments(
     With no masked entry the mean and variance are 0 (and merge as nothing).
     """
     if mask is None:
-        mask = torch.ones_like(values, dtype=torch.bool)
+        count = torch.tensor(float(values.shape[dim]), dtype=values.dtype, device=values.device)
+        return count, values.mean(dim), values.var(dim, unbiased=False)
     weights = mask.to(values.dtype)
     count = weights.sum(dim)
     mean = (values * weights).sum(dim) / count.clamp(min=1)
@@ -181,17 +182,22 @@ class EpisodicMemory:
     and one running mean of squared k-NN distances (d_m²) per environment."""
 
     def __init__(
-        self, num_envs: int, capacity: int, embedding_size: int, config: EpisodicConfig
+        self,
+        num_envs: int,
+        capacity: int,
+        embedding_size: int,
+        config: EpisodicConfig,
+        device: torch.device | None = None,
     ) -> None:
         self.config = config
         self.capacity = capacity
-        self.memory = torch.zeros(num_envs, capacity, embedding_size)
-        self.sizes = torch.zeros(num_envs, dtype=torch.int64)
-        self.next_row = torch.zeros(num_envs, dtype=torch.int64)
+        self.device = device
+        self.memory = torch.zeros(num_envs, capacity, embedding_size, device=device)
+        self.sizes = torch.zeros(num_envs, dtype=torch.int64, device=device)
+        self.next_row = torch.zeros(num_envs, dtype=torch.int64, device=device)
         # d_m² per environment: count, mean and variance of every squared k-NN distance seen.
-        self.distance_count = torch.zeros(num_envs, dtype=torch.float64)
-        self.distance_mean = torch.zeros(num_envs, dtype=torch.float64)
-        self.distance_var = torch.zeros(num_envs, dtype=torch.float64)
+        zeros = torch.zeros(num_envs, dtype=torch.float64, device=device)
+        self.distance_count, self.distance_mean, self.distance_var = zeros, zeros, zeros
 
     def clear(self, envs: torch.Tensor) -> None:
         """envs: [E] bool, the environments whose episode starts now."""
@@ -217,7 +223,7 @@ class EpisodicMemory:
         return rewards
 
     def _store(self, embeddings: torch.Tensor) -> None:
-        envs = torch.arange(embeddings.shape[0])
+        envs = torch.arange(embeddings.shape[0], device=embeddings.device)
         self.memory[envs, self.next_row] = embeddings
         self.next_row = (self.next_row + 1) % self.capacity
         self.sizes = (self.sizes + 1).clamp(max=self.capacity)
@@ -231,6 +237,9 @@ class EpisodicMemory:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.distance_count = torch.tensor(state["count"], dtype=torch.float64)
-        self.distance_mean = torch.tensor(state["mean"], dtype=torch.float64)
-        self.distance_var = torch.tensor(state["var"], dtype=torch.float64)
+        def tensor(values: list[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float64, device=self.device)
+
+        self.distance_count = tensor(state["count"])
+        self.distance_mean = tensor(state["mean"])
+        self.distance_var = tensor(state["var"])

@@ -11,7 +11,9 @@ import dataclasses
 import math
 import multiprocessing as std_mp
 import os
+import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from multiprocessing import connection as mp_connection
@@ -23,6 +25,7 @@ import torch.multiprocessing as mp
 from absl import logging
 
 from errors import NonFiniteLossError, UserError
+from seeding import derive_seed
 from tracker import EpisodeTracker, MetricsWriter, ProgressPrinter, ScalarAverager
 
 
@@ -121,6 +124,8 @@ class FeedLearner:
     def step(self, timestep) -> np.ndarray:
         actions = self.actor.step(timestep)
         self.learner.ingest(self.actor.drain())
+        if hasattr(self.actor, "weights_updated"):
+            self.actor.weights_updated()  # in-process, every update reaches the actor at once
         return actions
 
 
@@ -416,6 +421,18 @@ def actor_process_main(
         writer.close()
 
 
+def start_without_sigint(process) -> None:
+    """Starts a child process with SIGINT blocked: the child inherits the blocked mask, so a
+    Ctrl-C to the process group cannot kill it mid-import with a traceback (the learner stops
+    it), and the learner gets its own pending SIGINT as soon as the mask returns. Works from
+    any thread (the mask is per thread, and the child inherits the starting thread's)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @dataclasses.dataclass
 class _ActorSlot:
     process: Any
@@ -440,6 +457,7 @@ class ActorPool:
         self.stop_event = self.context.Event()
         self.slots: list[_ActorSlot] = []
         self.total_restarts = 0
+        self.resume_point = 0  # Agent steps at the checkpoint a resumed run started from.
         # Each actor's latest reported own state, handed to its replacement or a resumed run.
         self.actor_states: dict[int, dict] = {}
 
@@ -450,8 +468,9 @@ class ActorPool:
     def _spawn(self, index: int, restarts: int) -> _ActorSlot:
         reader, writer = self.context.Pipe(duplex=False)
         credits = self.context.Semaphore(self.config.messages_in_flight)
-        # A restarted actor must not replay its predecessor's random stream.
-        seed = self.seed + 7919 * index + 104_729 * restarts
+        # A restarted actor must not replay its predecessor's random stream, nor a resumed
+        # run the streams of the run it continues.
+        seed = derive_seed(self.seed, "actor", self.resume_point, index, restarts)
         process = self.context.Process(
             target=actor_process_main,
             args=(
@@ -468,14 +487,7 @@ class ActorPool:
             name=f"actor-{index}",
             daemon=True,
         )
-        # SIGINT is blocked while the child starts: the child inherits the blocked mask, so a
-        # Ctrl-C to the process group cannot kill it mid-import with a traceback (the learner
-        # stops it), and the learner gets its own pending SIGINT as soon as the mask returns.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            process.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        start_without_sigint(process)
         writer.close()  # Only the child writes; closing ours lets the reader see EOF on death.
         return _ActorSlot(process, reader, credits, restarts)
 
@@ -535,27 +547,43 @@ class ActorPool:
 
 
 class RateLimiter:
-    """Holds learned samples near `replay_ratio` × inserted samples, in both directions.
+    """Holds learned samples within a fixed distance of `replay_ratio` × inserted samples.
 
-    The learner learns only while it is not ahead of the ratio, and takes in new data only
-    while it is not behind by more than `tolerance` samples; actors then block on their
-    bounded channels. Counting starts when replay is first ready to sample.
+    With target = replay_ratio × (samples inserted since replay first became ready):
+    - a batch is learned only if afterwards learned <= target + tolerance, so the learner is
+      never ahead of the ratio by more than `tolerance` samples;
+    - data is taken in only while target − learned <= tolerance. Data arrive in messages; one
+      intake pass reads at most one message per actor, M samples in all, so the learner is
+      never behind by more than tolerance + replay_ratio × M samples.
+    Both bounds are in samples and hold however long an update takes. (The earlier tolerance,
+    4 batches × ratio, let a learner at ratio 4 run 16 updates ahead.) The default tolerance
+    is one batch; anything >= half a batch keeps both sides from stalling each other: when
+    intake is refused (target − learned > tolerance) a batch may be learned, and when learning
+    is refused (learned > target + tolerance − batch) intake is allowed.
+
+    Thread-safe: the intake thread inserts while the learner learns.
     """
 
-    def __init__(self, replay_ratio: float, batch_size: int, tolerance: float) -> None:
+    def __init__(self, replay_ratio: float, batch_size: int, tolerance: float | None = None):
+        tolerance = batch_size if tolerance is None else tolerance
+        if tolerance < batch_size / 2:
+            raise ValueError(f"tolerance {tolerance} below half a batch ({batch_size}) stalls")
         self.ratio = replay_ratio
         self.batch_size = batch_size
         self.tolerance = tolerance
         self.inserted = 0
         self.learned = 0
         self._inserted_at_warm: int | None = None
+        self._changed = threading.Condition()
 
     def _target(self) -> float:
         return self.ratio * (self.inserted - (self._inserted_at_warm or 0))
 
     def observe_ready(self, ready: bool) -> None:
         if ready and self._inserted_at_warm is None:
-            self._inserted_at_warm = self.inserted
+            with self._changed:
+                self._inserted_at_warm = self.inserted
+                self._changed.notify_all()
 
     def may_learn(self) -> bool:
         if self._inserted_at_warm is None:
@@ -567,8 +595,133 @@ class RateLimiter:
             return True
         return self._target() - self.learned <= self.tolerance
 
+    def add_inserted(self, count: int) -> None:
+        with self._changed:
+            self.inserted += count
+            self._changed.notify_all()
+
+    def add_learned(self, count: int) -> None:
+        with self._changed:
+            self.learned += count
+            self._changed.notify_all()
+
+    def wait_until_may_insert(self, timeout: float) -> bool:
+        """Blocks until intake is allowed (or `timeout` seconds pass); returns whether it is."""
+        with self._changed:
+            return self._changed.wait_for(self.may_insert, timeout)
+
+    def ratio_since_warm(self) -> float:
+        """Learned samples per sample inserted since replay became ready (NaN before)."""
+        if self._inserted_at_warm is None or self.inserted == self._inserted_at_warm:
+            return math.nan
+        return self.learned / (self.inserted - self._inserted_at_warm)
+
     def state_dict(self) -> dict[str, int]:
         return {"inserted": self.inserted, "learned": self.learned}
+
+
+class _Arrival(NamedTuple):
+    """An actor message taken in by the intake thread."""
+
+    message: ActorMessage
+    items: list | None  # Its payloads assembled by `learner.assemble`; None: not assembled.
+
+
+class IntakeThread:
+    """Takes actor messages in, and assembles their payloads, beside the learner's updates.
+
+    It supervises the actor pool (restarts happen here, within half a second of a death),
+    reads every channel that has a message while the rate limiter allows intake, assembles
+    the payloads when the learner can do that apart from storing them (`assemble`/`store`),
+    and hands them to the learner thread through a bounded queue. The learner thread only
+    stores what arrived between its updates. Actors therefore keep their channels flowing
+    however long an update takes; when the learner falls behind the ratio, the thread stops
+    reading and the actors block on their bounded channels.
+    """
+
+    def __init__(
+        self,
+        pool: ActorPool,
+        learner,
+        limiter: RateLimiter,
+        capacity: int,
+        health_period_s: float = 0.5,
+    ) -> None:
+        self.pool = pool
+        self.learner = learner
+        self.limiter = limiter
+        self.arrivals: queue.Queue[_Arrival] = queue.Queue(maxsize=capacity)
+        self.events: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.paused_seconds = 0.0  # Time held back by the rate limiter: actors are throttled.
+        self.health_period_s = health_period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def raise_error(self) -> None:
+        """Re-raises, in the learner thread, what stopped the intake thread (ActorFailure)."""
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            next_check = 0.0
+            while not self._stop.is_set():
+                if time.monotonic() >= next_check:
+                    for event in self.pool.check_health():
+                        self.events.put(event)
+                    next_check = time.monotonic() + self.health_period_s
+                if not self.limiter.may_insert():
+                    paused = time.monotonic()
+                    self.limiter.wait_until_may_insert(timeout=0.1)
+                    self.paused_seconds += time.monotonic() - paused
+                    continue
+                for message in self.pool.receive(timeout=0.1):
+                    self._put(self._assemble(message))
+        except BaseException as error:  # Handed to the learner thread.
+            self.error = error
+
+    def _assemble(self, message: ActorMessage) -> _Arrival:
+        if not hasattr(self.learner, "assemble"):
+            return _Arrival(message, None)
+        items = self.learner.assemble(message.payloads)
+        self.limiter.add_inserted(len(items))
+        return _Arrival(message._replace(payloads=[]), items)
+
+    def _put(self, arrival: _Arrival) -> None:
+        while not self._stop.is_set():
+            try:
+                self.arrivals.put(arrival, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+
+class LearnerThreads:
+    """The learner's torch CPU threads: the cores the actor processes leave, and every core
+    while the rate limiter holds the actors back (they then sit blocked on their channels).
+    Oversubscribed cores make torch's spinning worker threads crawl, so it never takes more."""
+
+    def __init__(self, fixed: int, num_actors: int) -> None:
+        cores = len(os.sched_getaffinity(0))
+        self.shared = fixed or max(1, cores - num_actors)
+        self.all = fixed or cores
+        self.current = 0
+
+    def use(self, actors_throttled: bool) -> int:
+        wanted = self.all if actors_throttled else self.shared
+        if wanted != self.current:
+            torch.set_num_threads(wanted)
+            self.current = wanted
+        return wanted
 
 
 class ParallelLearnerLike(LearnerLike, Protocol):
@@ -576,7 +729,11 @@ class ParallelLearnerLike(LearnerLike, Protocol):
     batch_size: int
 
     def ingest(self, payloads: list) -> int:
-        """Stores payloads (e.g. chunks) in replay; returns the number of samples added."""
+        """Stores payloads (e.g. chunks) in replay; returns the number of samples added.
+
+        A learner may split this into `assemble(payloads) -> items` (run by the intake thread,
+        touching nothing the learner thread uses) and `store(items) -> int` (run by the learner
+        thread between updates); the intake thread then assembles beside the updates."""
         ...
 
 
@@ -590,7 +747,10 @@ class ParallelProgress:
 
 
 class ParallelTrainer:
-    """The learner side: ingest actor messages, learn at the replay ratio, publish weights."""
+    """The learner side: take in actor messages, learn at the replay ratio, publish weights.
+
+    Messages are taken in (and assembled) by an IntakeThread beside the updates; this thread
+    stores what arrived, learns while the rate limiter allows, and publishes weights."""
 
     def __init__(
         self,
@@ -602,60 +762,70 @@ class ParallelTrainer:
     ) -> None:
         self.config = config
         self.learner = learner
-        # Oversubscribed cores make torch's spinning worker threads crawl, so the learner
-        # takes only the cores the actor processes leave free.
-        cores = len(os.sched_getaffinity(0))
-        torch.set_num_threads(config.learner_threads or max(1, cores - config.num_actors))
+        self.threads = LearnerThreads(config.learner_threads, config.num_actors)
+        self.threads.use(actors_throttled=False)
         self.weights = SharedWeights(learner.network)
         self.weights.publish(learner.network)
         self.pool = ActorPool(config, actor_factory, self.weights, seed)
-        self.limiter = RateLimiter(
-            config.replay_ratio,
-            learner.batch_size,
-            tolerance=4 * learner.batch_size * max(config.replay_ratio, 1.0),
+        self.limiter = RateLimiter(config.replay_ratio, learner.batch_size)
+        self.intake = IntakeThread(
+            self.pool,
+            learner,
+            self.limiter,
+            capacity=config.num_actors * config.messages_in_flight,
         )
         self.progress = ParallelProgress()
         self._actor_statistics: dict[str, list[float]] = {}
+        self._last_update_clock: tuple[float, float] | None = None
         self.log = log
 
     def __enter__(self) -> ParallelTrainer:
         self.pool.start()
+        self.intake.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self.intake.stop()
         self.pool.stop()
 
-    def run_steps(self, num_steps: int, label: str) -> tuple[EpisodeTracker, dict, dict]:
-        """Trains until actors report `num_steps` more agent steps; returns statistics."""
+    def run_steps(
+        self, num_steps: int, label: str, poll: Callable[[], None] | None = None
+    ) -> tuple[EpisodeTracker, dict, dict]:
+        """Trains until actors report `num_steps` more agent steps; returns statistics.
+
+        `poll` is called about every half second (between updates), e.g. to write a row whose
+        evaluation has arrived."""
         games = EpisodeTracker(1)
         learner_stats = ScalarAverager()
         per_actor: dict[int, list[float]] = {}
         target = self.progress.total_steps + num_steps
         printer = ProgressPrinter(label, num_steps, log=self.log)
         start_steps, start_updates = self.progress.total_steps, self.learner.num_updates
+        start_inserted, start_learned = self.limiter.inserted, self.limiter.learned
         started = time.monotonic()
-        last_health_check = 0.0
+        next_poll = 0.0
         while self.progress.total_steps < target:
-            if time.monotonic() - last_health_check > 0.5:
-                for event in self.pool.check_health():
-                    self.log(event)
-                last_health_check = time.monotonic()
-            if self.limiter.may_insert():
-                timeout = 0.0 if self.limiter.may_learn() else self.config.wait_timeout_s
-                for message in self.pool.receive(timeout):
-                    self._ingest(message, games, per_actor)
+            if time.monotonic() >= next_poll:
+                self._supervise(poll)
+                next_poll = time.monotonic() + 0.5
+            self._store_arrivals(games, per_actor, target, timeout=0.0)
             self.limiter.observe_ready(self.learner.ready())
             if self.limiter.may_learn():
-                learner_stats.add(self.learner.step())
-                self.limiter.learned += self.learner.batch_size
-                if self.learner.num_updates % self.config.publish_period == 0:
-                    self.weights.publish(self.learner.network)
+                self._learn(learner_stats)
+            else:
+                self._store_arrivals(games, per_actor, target, timeout=0.5)
             printer.update(self.progress.total_steps - start_steps)
         seconds = max(time.monotonic() - started, 1e-9)
+        inserted = self.limiter.inserted - start_inserted
         rates = {
             "train/steps_per_second": (self.progress.total_steps - start_steps) / seconds,
             "learner/updates_per_second": (self.learner.num_updates - start_updates) / seconds,
             "learner/num_updates": float(self.learner.num_updates),
+            # Learned samples per inserted sample over this call (the ratio it holds).
+            "learner/replay_ratio": (self.limiter.learned - start_learned) / inserted
+            if inserted
+            else math.nan,
+            "learner/torch_threads": float(self.threads.current),
             "actors/restarts": float(self.pool.total_restarts),
         }
         for index, returns in sorted(per_actor.items()):
@@ -664,14 +834,51 @@ class ParallelTrainer:
         rates |= self._take_actor_statistics()
         return games, learner_stats.means("learner"), rates
 
+    def _supervise(self, poll: Callable[[], None] | None) -> None:
+        self.intake.raise_error()
+        while True:
+            try:
+                self.log(self.intake.events.get_nowait())
+            except queue.Empty:
+                break
+        if poll is not None:
+            poll()
+
+    def _learn(self, learner_stats: ScalarAverager) -> None:
+        # Actors are held back when the intake thread has been paused by the limiter for most
+        # of the previous update: their cores are then the learner's.
+        now, paused = time.monotonic(), self.intake.paused_seconds
+        last_time, last_paused = self._last_update_clock or (now, paused)
+        self.threads.use(actors_throttled=paused - last_paused > 0.5 * (now - last_time))
+        self._last_update_clock = (now, paused)
+        learner_stats.add(self.learner.step())
+        self.limiter.add_learned(self.learner.batch_size)
+        if self.learner.num_updates % self.config.publish_period == 0:
+            self.weights.publish(self.learner.network)
+
+    def _store_arrivals(self, games, per_actor, target: int, timeout: float) -> None:
+        """Stores what the intake thread took in, until the step target; waits at most
+        `timeout` seconds for the first arrival."""
+        while self.progress.total_steps < target:
+            try:
+                arrival = self.intake.arrivals.get(block=timeout > 0, timeout=timeout or None)
+            except queue.Empty:
+                return
+            timeout = 0.0
+            self._ingest(arrival, games, per_actor)
+
     def _take_actor_statistics(self) -> dict[str, float]:
         """Means of the agent-specific scalars actors reported since the last call."""
         means = {k: float(np.mean(v)) for k, v in sorted(self._actor_statistics.items()) if v}
         self._actor_statistics = {}
         return means
 
-    def _ingest(self, message: ActorMessage, games: EpisodeTracker, per_actor) -> None:
-        self.limiter.inserted += self.learner.ingest(message.payloads)
+    def _ingest(self, arrival: _Arrival, games: EpisodeTracker, per_actor) -> None:
+        message = arrival.message
+        if arrival.items is not None:
+            self.learner.store(arrival.items)  # Counted by the intake thread already.
+        else:
+            self.limiter.add_inserted(self.learner.ingest(message.payloads))
         index = message.actor_index
         if message.actor_state is not None:
             self.pool.actor_states[index] = message.actor_state
@@ -696,6 +903,7 @@ class ParallelTrainer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.progress.total_steps = int(state["total_steps"])
+        self.pool.resume_point = self.progress.total_steps  # New actor streams from here.
         self.progress.actor_steps = {int(k): int(v) for k, v in state["actor_steps"].items()}
         self.progress.actor_episodes = {int(k): int(v) for k, v in state["actor_episodes"].items()}
         states = state.get("actor_states", {})  # absent in checkpoints of older runs
@@ -706,41 +914,44 @@ def run_parallel_training(
     *,
     schedule: IterationSchedule,
     trainer: ParallelTrainer,
-    eval_env,
-    eval_actor: ActorLike,
+    evaluation,
     save_checkpoint: Callable[[int, int], None],
-    writer: MetricsWriter,
     start_iteration: int = 0,
     steps_into_iteration: int = 0,
 ) -> list[dict[str, float]]:
-    """The R2D2-style loop. Ctrl-C or SIGTERM saves a partial checkpoint, then stops actors.
+    """The R2D2-style loop: train, evaluate beside the next iteration, checkpoint.
 
-    `save_checkpoint(completed_iterations, steps_into_next_iteration)` writes the learner
-    state; a partial one (steps > 0) lets --resume finish the interrupted iteration.
+    At the end of iteration k, `evaluation` (an evaluator.OverlappedEvaluation) starts
+    evaluating the weights as they are, and will write row k when the result arrives (after row
+    k − 1, which it waits for first); then checkpoint k is saved, holding row k's training part
+    until its row is written. `save_checkpoint(completed_iterations, steps_into_next_iteration)`
+    writes the learner state; a partial one (steps > 0, on Ctrl-C or SIGTERM) lets --resume
+    finish the interrupted iteration. Returns the rows written.
     """
-    rows = []
     completed = start_iteration
     iteration_start = trainer.progress.total_steps - steps_into_iteration
-    with trainer:
+    with trainer, evaluation:
         try:
             for iteration in range(start_iteration + 1, schedule.num_iterations + 1):
                 done = trainer.progress.total_steps - iteration_start
-                games, learner_means, rates = trainer.run_steps(
-                    schedule.num_train_steps - done, f"iteration {iteration} train"
-                )
-                eval_tracker = evaluate(eval_env, eval_actor, schedule.num_eval_steps)
+                try:
+                    games, learner_means, rates = trainer.run_steps(
+                        schedule.num_train_steps - done,
+                        f"iteration {iteration} train",
+                        poll=evaluation.poll,
+                    )
+                except NonFiniteLossError as error:
+                    raise error.at_iteration(iteration) from None  # Nothing of it is saved.
                 completed, iteration_start = iteration, trainer.progress.total_steps
-                row = {
+                scalars = {
                     **games.statistics("train"),
                     **learner_means,
                     **rates,
-                    **eval_tracker.statistics("eval"),
                     **replay_statistics(trainer.learner),
                 }
-                writer.write(iteration, trainer.progress.total_steps, row)
+                evaluation.begin(iteration, iteration_start, scalars, trainer.learner.network)
                 save_checkpoint(completed, 0)
-                log_iteration(iteration, trainer.progress.total_steps, row)
-                rows.append(row)
+            evaluation.finish()
         except KeyboardInterrupt:
             steps_in = trainer.progress.total_steps - iteration_start
             logging.info(
@@ -750,4 +961,4 @@ def run_parallel_training(
             )
             save_checkpoint(completed, steps_in)
             raise
-    return rows
+    return evaluation.rows

@@ -96,9 +96,3 @@ class RndNetworks(nn.Module):
             return torch.ones_like(error)
         mean = self.error_stats.mean.to(error.dtype)
         return lifelong_multiplier(error, mean, self.error_stats.std.to(error.dtype))
-
-    @torch.no_grad()
-    def update_statistics(self, observation: torch.Tensor, error: torch.Tensor) -> None:
-        """The learner's update of both normalisers from the observations it trains on."""
-        self.observation_stats.update(self.frame(observation))
-        self.error_stats.update(error.detach())

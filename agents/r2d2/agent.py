@@ -35,6 +35,8 @@ from sequence_agent import (
     unroll_sequences,
 )
 
+CPU = torch.device("cpu")  # Actor processes act on the CPU.
+
 __all__ = ["COLUMNS", "Actor", "ActorFactory", "Learner", "R2d2Config", "actor_epsilons"]
 
 # What R2D2 stores per step beside the frame. The network reads the previous action and the
@@ -72,16 +74,20 @@ def build_network(
 
 
 class Actor(RecurrentEpsilonGreedyActor):
-    """Recurrent ε-greedy acting on E environments, one ε each; emits chunks via `drain()`."""
+    """Recurrent ε-greedy acting on E environments, one ε each; emits chunks via `drain()`.
+
+    With `recorder=None` it records nothing (an evaluation actor built on the same code).
+    """
 
     def __init__(
         self,
         network: torch.nn.Module,
-        epsilons: np.ndarray,
-        recorder: ChunkRecorder,
+        epsilons: np.ndarray | float,
+        recorder: ChunkRecorder | None,
         seed: int,
+        device: torch.device = CPU,
     ) -> None:
-        super().__init__(network, np.asarray(epsilons, np.float64), seed, torch.device("cpu"))
+        super().__init__(network, np.asarray(epsilons, np.float64), seed, device)
         self.recorder = recorder
 
     def step_values(self, timestep, actions: np.ndarray) -> dict[str, np.ndarray]:
@@ -91,12 +97,13 @@ class Actor(RecurrentEpsilonGreedyActor):
     @torch.no_grad()
     def step(self, timestep) -> np.ndarray:
         actions = super().step(timestep)
-        values = self.step_values(timestep, actions)
-        self.recorder.record(timestep, values, self.consumed_state.numpy())
+        if self.recorder is not None:
+            values = self.step_values(timestep, actions)
+            self.recorder.record(timestep, values, self.consumed_state.cpu().numpy())
         return actions
 
     def drain(self) -> list:
-        return self.recorder.drain()
+        return self.recorder.drain() if self.recorder is not None else []
 
 
 class Learner(TargetNetworkLearner):
@@ -126,7 +133,15 @@ class Learner(TargetNetworkLearner):
         )
 
     def ingest(self, chunks: list) -> int:
-        sequences = [s for chunk in chunks for s in self.assembler.add(chunk)]
+        return self.store(self.assemble(chunks))
+
+    def assemble(self, chunks: list) -> list:
+        """Chunks -> complete sequences. Touches only the assembler, so the parallel loop's
+        intake thread runs it beside the updates."""
+        return [s for chunk in chunks for s in self.assembler.add(chunk)]
+
+    def store(self, sequences: list) -> int:
+        """Adds assembled sequences to replay (the learner thread, between updates)."""
         if sequences:
             self.replay.add(sequences)
         return len(sequences)

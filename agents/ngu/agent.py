@@ -1,0 +1,495 @@
+"""NGU (Badia et al. 2020a): R2D2 with a family of N policies, each exploring with its own
+intrinsic-reward scale β_j and discount γ_j, trained by transformed Retrace.
+
+Actor: R2D2's recurrent actor, also computing r^i while acting (episodic k-NN novelty of the
+controllable-state embedding, scaled by RND's lifelong novelty), feeding the policy index j
+and the previous intrinsic reward to the network, and storing r^i, j and the behaviour
+probability μ with each step. Learner: R2D2's learner with Retrace on r^e + β_j·r^i and γ_j,
+and, on the same batch, the embedding's inverse-dynamics loss and RND's predictor loss.
+
+Only what is NGU's own lives here; the sequence machinery is shared (`sequence_agent`,
+`replay`), the intrinsic-reward formulas are in `intrinsic`, the ladders in `exploration`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import value_learning
+from agents.r2d2 import agent as r2d2
+from errors import ConfigError
+from exploration import PolicyIndexChooser, epsilon_greedy_policy, ngu_betas, ngu_discounts
+from intrinsic import EpisodicConfig, EpisodicMemory, intrinsic_reward
+from networks.intrinsic import EmbeddingNetwork, RndNetworks
+from networks.recurrent import recurrent_network_for
+from replay import Column
+from sequence_agent import (
+    ChunkRecorder,
+    SequenceAgentConfig,
+    final_valid_rows,
+    make_assembler,
+    make_sequence_replay,
+    unroll_sequences,
+)
+
+CPU = r2d2.CPU
+
+# NGU stores, beside R2D2's columns, the intrinsic reward INTO each observation (fed back to
+# the network like the extrinsic one), the policy index j and μ(a_t), Retrace's denominator.
+COLUMNS = (
+    *r2d2.COLUMNS,
+    Column("intrinsic_reward", "float32", at_episode_start=0.0),
+    Column("policy_index", "int16"),
+    Column("behaviour_prob", "float32"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class NguConfig(SequenceAgentConfig):
+    """NGU hyperparameters (the paper's Table 6) unless the README lists a deviation."""
+
+    adam_eps: float = 1e-4
+    """Adam's ε of the Q-network's optimiser (NGU paper: 1e-4)."""
+    target_update_period: int = 1_500
+    """Learner updates between copies of the online network into the target network (NGU paper:
+    1,500)."""
+    num_policies: int = 32
+    """N, the number of policies j learned together, each with its own (β_j, γ_j); j = 0 is the
+    exploitative one with β = 0 (NGU paper: 32)."""
+    intrinsic_beta: float = 0.3
+    """β, the intrinsic reward's weight in r^e + β_j·r^i of the most exploratory policy j = N −
+    1 (NGU paper: 0.3)."""
+    gamma_max: float = 0.997
+    """Discount γ_0 of the exploitative policy j = 0 (NGU paper: 0.997)."""
+    gamma_min: float = 0.99
+    """Discount γ_{N−1} of the most exploratory policy (NGU paper: 0.99)."""
+    retrace_lambda: float = 0.95
+    """λ of the transformed Retrace targets (NGU paper: 0.95)."""
+    target_epsilon: float = 0.01
+    """ε of the ε-greedy target policy (on the online Q-values) that Retrace evaluates."""
+    draw_policy_per_episode: bool = False
+    """Draw an environment's policy index j at every episode start, as the Agent57 paper
+    describes NGU; false fixes j per environment (NGU paper, appendix A)."""
+    embedding_size: int = 32
+    """Size of the controllable-state embedding f, trained by inverse dynamics (NGU paper: 32)."""
+    episodic_memory_capacity: int = 30_000
+    """Embeddings an environment's episodic memory holds; it is emptied at every episode start
+    (NGU paper: 30,000)."""
+    num_neighbours: int = 10
+    """k, the nearest neighbours in episodic memory that the novelty kernel sums over (NGU
+    paper: 10)."""
+    kernel_epsilon: float = 1e-4
+    """ε of the kernel K = ε / (d²/d_m² + ε) (NGU paper's table: 1e-4; its main text says 1e-3)."""
+    cluster_distance: float = 0.008
+    """ξ: normalised squared k-NN distances below it count as 0 (NGU paper: 0.008)."""
+    pseudo_count_constant: float = 1e-3
+    """c, added to the square root of the summed kernel values (NGU paper: 1e-3)."""
+    max_similarity: float = 8.0
+    """s_m: where the square root of the summed kernel values plus c exceeds it, the episodic
+    reward is 0 (NGU paper: 8)."""
+    max_lifelong_multiplier: float = 5.0
+    """L: the lifelong (RND) multiplier α is clipped to [1, L] (NGU paper: 5)."""
+    intrinsic_learning_rate: float = 5e-4
+    """Adam learning rate of the embedding and of the RND predictor (NGU paper: 5e-4)."""
+    action_prediction_l2: float = 1e-5
+    """L2 weight decay of the embedding network and its inverse-dynamics classifier."""
+    intrinsic_train_steps: int = 5
+    """Last steps of each replayed sequence on which the embedding and RND predictor are trained
+    (NGU paper: 5)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_policies < 1:
+            raise ConfigError(f"num_policies must be at least 1, got {self.num_policies}")
+        if not 0.0 <= self.gamma_min <= self.gamma_max < 1.0:
+            raise ConfigError(
+                f"need 0 <= gamma_min <= gamma_max < 1, got {self.gamma_min}, {self.gamma_max}"
+            )
+        if not 0.0 <= self.retrace_lambda <= 1.0:
+            raise ConfigError(f"retrace_lambda must be in [0, 1], got {self.retrace_lambda}")
+        if not 0.0 <= self.target_epsilon <= 1.0:
+            raise ConfigError(f"target_epsilon must be in [0, 1], got {self.target_epsilon}")
+        if self.max_lifelong_multiplier < 1.0:
+            raise ConfigError("max_lifelong_multiplier (L) must be at least 1")
+        for name in ("embedding_size", "episodic_memory_capacity", "num_neighbours"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 1 <= self.intrinsic_train_steps < self.sequence_length:
+            raise ConfigError("intrinsic_train_steps must be in [1, sequence_length)")
+
+    @property
+    def episodic(self) -> EpisodicConfig:
+        return EpisodicConfig(
+            num_neighbours=self.num_neighbours,
+            kernel_epsilon=self.kernel_epsilon,
+            cluster_distance=self.cluster_distance,
+            pseudo_count_constant=self.pseudo_count_constant,
+            max_similarity=self.max_similarity,
+        )
+
+    def betas(self) -> np.ndarray:
+        """[N] β_j."""
+        return ngu_betas(self.num_policies, self.intrinsic_beta)
+
+    def discounts(self) -> np.ndarray:
+        """[N] γ_j (Agent57 overrides this with its own ladder)."""
+        return ngu_discounts(self.num_policies, self.gamma_max, self.gamma_min)
+
+
+class NguNetworks(nn.Module):
+    """Everything NGU's actors need, published together: the Q-network (`q`), the embedding
+    and the RND networks with their statistics. Acts as its Q-network for the recurrent
+    actors and learners (inputs, state, forward)."""
+
+    def __init__(self, q: nn.Module, embedding: EmbeddingNetwork, rnd: RndNetworks) -> None:
+        super().__init__()
+        self.q = q
+        self.embedding = embedding
+        self.rnd = rnd
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self.q.input_names
+
+    @property
+    def state_size(self) -> int:
+        return self.q.state_size
+
+    def initial_state(self, batch_size: int, device: torch.device | None = None) -> torch.Tensor:
+        return self.q.initial_state(batch_size, device)
+
+    def forward(self, inputs, state: torch.Tensor):
+        return self.q(inputs, state)
+
+
+def q_network_inputs(num_actions: int, num_policies: int) -> dict:
+    """NGU's Q-network inputs besides the observation: one-hots of the previous action and of
+    j, and the previous extrinsic and intrinsic rewards."""
+    return {
+        "one_hot_inputs": (("prev_action", num_actions), ("policy_index", num_policies)),
+        "scalar_inputs": ("reward", "intrinsic_reward"),
+    }
+
+
+def build_network(
+    config: NguConfig, observation_shape: tuple[int, ...], num_actions: int
+) -> NguNetworks:
+    """NGU's one network builder, used by actors, the learner and eval_agent alike."""
+    q = recurrent_network_for(
+        observation_shape, num_actions, **q_network_inputs(num_actions, config.num_policies)
+    )
+    return NguNetworks(
+        q,
+        EmbeddingNetwork(observation_shape, num_actions, config.embedding_size),
+        RndNetworks(observation_shape),
+    )
+
+
+class EpisodeEmbeddings:
+    """The embedding each environment uses, fixed for the whole episode (NGU refreshes the
+    actors' embedding once per episode, so one episode's memory is never a mix of two).
+
+    New weights become a snapshot that environments adopt as their next episode starts; a
+    snapshot no environment uses any more is dropped. Environments sharing a snapshot are
+    embedded in one batch.
+    """
+
+    def __init__(self, embedding: nn.Module, num_envs: int) -> None:
+        self.embedding = embedding  # the actor's live copy, which weight pulls overwrite
+        self.snapshots: dict[int, nn.Module] = {0: copy.deepcopy(embedding)}
+        self.latest = 0
+        self.env_snapshot = np.zeros(num_envs, dtype=np.int64)
+
+    def weights_updated(self) -> None:
+        self.latest += 1
+
+    def start_episodes(self, first: np.ndarray) -> None:
+        if not first.any():
+            return
+        if self.latest not in self.snapshots:
+            self.snapshots[self.latest] = copy.deepcopy(self.embedding)
+        self.env_snapshot[first] = self.latest
+        for version in set(self.snapshots) - set(self.env_snapshot.tolist()):
+            del self.snapshots[version]
+
+    @torch.no_grad()
+    def __call__(self, observation: torch.Tensor) -> torch.Tensor:
+        """[E, ...] -> [E, D], each environment through its episode's snapshot."""
+        versions = np.unique(self.env_snapshot)
+        if len(versions) == 1:
+            return self.snapshots[int(versions[0])](observation)
+        out = torch.empty(
+            observation.shape[0], self.embedding.embedding_size, device=observation.device
+        )
+        for version in versions:
+            envs = torch.as_tensor(np.flatnonzero(self.env_snapshot == version)).to(out.device)
+            out[envs] = self.snapshots[int(version)](observation[envs])
+        return out
+
+
+class Actor(r2d2.Actor):
+    """NGU's actor: R2D2's, plus the intrinsic reward, the policy index and μ of each step.
+
+    `recorder=None` gives an evaluation actor (nothing recorded; a fixed policy index).
+    """
+
+    def __init__(
+        self,
+        network: NguNetworks,
+        epsilons: np.ndarray | float,
+        recorder: ChunkRecorder | None,
+        seed: int,
+        config: NguConfig,
+        policies: PolicyIndexChooser,
+        device: torch.device = CPU,
+    ) -> None:
+        super().__init__(network, epsilons, recorder, seed, device)
+        num_envs = len(policies.indices)
+        self.config = config
+        self.policies = policies
+        self.memory = EpisodicMemory(
+            num_envs,
+            config.episodic_memory_capacity,
+            config.embedding_size,
+            config.episodic,
+            device,
+        )
+        self.embeddings = EpisodeEmbeddings(network.embedding, num_envs)
+        self.intrinsic = np.zeros(num_envs, dtype=np.float32)
+        self.returns = np.zeros(num_envs)  # extrinsic, of the episodes in progress
+        self._statistics: dict[str, list[float]] = defaultdict(list)
+
+    def weights_updated(self) -> None:
+        self.embeddings.weights_updated()
+
+    def extra_inputs(self, timestep) -> dict[str, torch.Tensor]:
+        first = np.asarray(timestep.first)
+        self._account_episodes(timestep)
+        self.policies.on_episode_start(first)
+        self.intrinsic = self._intrinsic_rewards(timestep.observation, first)
+        return {
+            "policy_index": torch.as_tensor(self.policies.indices, device=self.device),
+            "intrinsic_reward": torch.as_tensor(self.intrinsic, device=self.device),
+        }
+
+    def step_values(self, timestep, actions: np.ndarray) -> dict[str, np.ndarray]:
+        return super().step_values(timestep, actions) | {
+            "intrinsic_reward": self.intrinsic,
+            "policy_index": self.policies.indices,
+            "behaviour_prob": self.last_probabilities,
+        }
+
+    def _account_episodes(self, timestep) -> None:
+        """Extrinsic returns per policy index: the bandit's rewards and the logged returns."""
+        first, last = np.asarray(timestep.first), np.asarray(timestep.last)
+        self.returns[first] = 0.0
+        self.returns[~first] += timestep.raw_reward[~first]
+        for env in np.flatnonzero(last):
+            j = int(self.policies.indices[env])
+            self._statistics[f"policy_{j:02d}/episode_return"].append(float(self.returns[env]))
+        self.policies.on_episode_end(last, self.returns)
+
+    @torch.no_grad()
+    def _intrinsic_rewards(self, observation: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """[E] r^i of the current observations (0 at an episode's first step, where nothing
+        leads into the observation; its embedding still enters the fresh memory)."""
+        observation = torch.as_tensor(observation, device=self.device)
+        self.embeddings.start_episodes(first)
+        self.memory.clear(torch.as_tensor(first, device=self.device))
+        episodic = self.memory.reward(self.embeddings(observation))
+        rnd = self.network.rnd
+        alpha = rnd.multiplier(rnd.error(observation))
+        reward = intrinsic_reward(episodic, alpha, self.config.max_lifelong_multiplier)
+        reward, episodic, alpha = (x.cpu().numpy() for x in (reward, episodic, alpha))
+        reward[first] = 0.0
+        mid = ~first
+        if mid.any():
+            self._statistics["intrinsic/reward"].append(float(reward[mid].mean()))
+            self._statistics["intrinsic/episodic"].append(float(episodic[mid].mean()))
+            self._statistics["intrinsic/lifelong_alpha"].append(float(alpha[mid].mean()))
+        return reward.astype(np.float32)
+
+    def drain_statistics(self) -> dict[str, list[float]]:
+        """Scalars since the last call: per-policy returns and per-step intrinsic parts, the
+        latter averaged here so that a message carries a handful of numbers."""
+        stats = {}
+        for key, values in self._statistics.items():
+            per_step = key.startswith("intrinsic/")
+            stats[key] = [float(np.mean(values))] if per_step else list(values)
+        self._statistics = defaultdict(list)
+        return stats
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict(), "policies": self.policies.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])
+        self.policies.load_state_dict(state["policies"])
+
+
+class Learner(r2d2.Learner):
+    """R2D2's learner with NGU's loss: transformed Retrace (λ) on r^e + β_j·r^i with γ_j, the
+    target policy ε-greedy (`target_epsilon`) on the online Q; plus the embedding's
+    inverse-dynamics loss and RND's distillation loss on the last steps of each sequence."""
+
+    def __init__(self, network: NguNetworks, replay, assembler, config: NguConfig, device):
+        groups = [
+            {"name": "q", "params": list(network.q.parameters()), "lr": config.learning_rate},
+            {
+                "name": "embedding",
+                "params": list(network.embedding.parameters()),
+                "lr": config.intrinsic_learning_rate,
+                "weight_decay": config.action_prediction_l2,
+            },
+            {
+                "name": "rnd",
+                "params": list(network.rnd.predictor.parameters()),
+                "lr": config.intrinsic_learning_rate,
+            },
+        ]
+        super().__init__(network, replay, assembler, config, device, groups)
+        self.betas = torch.as_tensor(config.betas(), dtype=torch.float32, device=device)
+        self.gammas = torch.as_tensor(config.discounts(), dtype=torch.float32, device=device)
+
+    def head_td_errors(self, batch):
+        q = unroll_sequences(self.network, batch, self.config.burn_in)
+        with torch.no_grad():
+            target_q = unroll_sequences(self.target_network, batch, self.config.burn_in)
+        td = self.retrace_td_errors(q, target_q, q.detach(), self.mixed_reward(batch), batch)
+        return {"": td}, {"q_value": q.detach().mean()}
+
+    def mixed_reward(self, batch) -> torch.Tensor:
+        """[T, B] r^e + β_j·r^i."""
+        beta = self.betas[batch["policy_index"]]
+        return batch["reward"] + beta * batch["intrinsic_reward"]
+
+    def retrace_td_errors(
+        self,
+        q: torch.Tensor,
+        target_q: torch.Tensor,
+        policy_q: torch.Tensor,
+        reward: torch.Tensor,
+        batch,
+    ) -> torch.Tensor:
+        """[T_learn − 1, B] transformed Retrace TD errors of one value head.
+
+        q, target_q: [T_learn, B, A] online and target Q of the head; policy_q: [T_learn, B, A]
+        the online Q the target policy is ε-greedy on; reward: [T, B] the head's reward.
+        The trace at an episode's final step is cut (its action never reaches the
+        environment), so a truncated episode bootstraps from E_π Q of its final observation.
+        """
+        burn_in = self.config.burn_in
+        action = batch["action"][burn_in:]
+        valid_t = batch["mask"][burn_in + 1 :]
+        gamma = self.gammas[batch["policy_index"][burn_in + 1 :]]
+        mu = batch["behaviour_prob"][burn_in + 1 :]
+        return value_learning.transformed_retrace(
+            q_tm1=q[:-1],
+            q_t=target_q[1:],
+            a_tm1=action[:-1],
+            a_t=action[1:],
+            r_t=reward[burn_in + 1 :],
+            discount_t=gamma * batch["discount"][burn_in + 1 :],
+            pi_t=epsilon_greedy_policy(policy_q[1:], self.config.target_epsilon),
+            mu_t=torch.where(final_valid_rows(valid_t), torch.inf, mu),
+            lambda_=self.config.retrace_lambda,
+            tx_pair=self.tx_pair,
+        )
+
+    def auxiliary_losses(self, batch) -> dict[str, torch.Tensor]:
+        observation, next_observation, action = last_transitions(
+            batch, self.config.burn_in, self.config.intrinsic_train_steps
+        )
+        logits = self.network.embedding.action_logits(observation, next_observation)
+        rnd = self.network.rnd
+        # Normalise with statistics that include this batch, and standardise the actors'
+        # errors with the errors the predictor makes before this update.
+        rnd.observation_stats.update(rnd.frame(next_observation))
+        error = rnd.error(next_observation)
+        rnd.error_stats.update(error.detach())
+        return {
+            "loss_embedding": F.cross_entropy(logits, action),
+            "loss_rnd": error.mean(),
+        }
+
+
+def last_transitions(
+    batch, burn_in: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The last `count` transitions (x_t, x_{t+1}, a_t) of each item's learning window.
+
+    batch: observation [T, B, ...], action [T, B], mask [T, B]. Returns observations [M, ...],
+    next observations [M, ...] and actions [M], M ≤ count·B (fewer for short items).
+    """
+    mask = batch["mask"]
+    time = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1)
+    last_row = torch.where(mask, time, torch.zeros_like(time)).max(dim=0).values  # [B]
+    rows = last_row.unsqueeze(0) - torch.arange(count, 0, -1, device=mask.device).unsqueeze(1)
+    cols = torch.arange(mask.shape[1], device=mask.device).expand_as(rows)
+    keep = rows >= burn_in
+    rows, cols = rows[keep], cols[keep]
+    observation = batch["observation"]
+    return observation[rows, cols], observation[rows + 1, cols], batch["action"][rows, cols]
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorFactory(r2d2.ActorFactory):
+    """Builds one NGU actor process: environments, networks, policy indices and actor."""
+
+    config: NguConfig
+
+    def __call__(self, actor_index: int, seed: int):
+        env = self.env_spec.create(self.num_envs, seed, num_threads=1)
+        network = build_network(self.config, env.observation_shape, env.num_actions)
+        first = actor_index * self.num_envs
+        recorder = ChunkRecorder(
+            first, self.num_envs, self.config.chunk_length, env.observation_shape, COLUMNS
+        )
+        policies = self.policy_chooser(first, seed)
+        actor = Actor(network, self.epsilons(first), recorder, seed, self.config, policies)
+        return env, actor
+
+    def policy_chooser(self, first_env: int, seed: int) -> PolicyIndexChooser:
+        mode = "per_episode" if self.config.draw_policy_per_episode else "fixed"
+        return PolicyIndexChooser(
+            mode, self.config.num_policies, first_env, self.num_envs, seed + 1
+        )
+
+
+def evaluation_actor(
+    network: NguNetworks,
+    config: NguConfig,
+    epsilon: float,
+    policy_index: int,
+    seed: int,
+    device: torch.device = CPU,
+    num_envs: int = 1,
+) -> Actor:
+    """A greedy-ish actor that records nothing and plays policy `policy_index` (0: the
+    exploitative policy, β = 0)."""
+    if not 0 <= policy_index < config.num_policies:
+        raise ConfigError(f"policy_index must be in [0, {config.num_policies}), got {policy_index}")
+    policies = PolicyIndexChooser("fixed", config.num_policies, policy_index, num_envs, seed)
+    policies.indices[:] = policy_index
+    return Actor(network, epsilon, None, seed, config, policies, device)
+
+
+def build_learner(
+    config: NguConfig,
+    observation_shape: tuple[int, ...],
+    observation_dtype: np.dtype,
+    num_actions: int,
+    seed: int,
+    device: torch.device,
+) -> Learner:
+    network = build_network(config, observation_shape, num_actions).to(device)
+    replay = make_sequence_replay(config, observation_shape, observation_dtype, seed, COLUMNS)
+    assembler = make_assembler(config, observation_shape)
+    return Learner(network, replay, assembler, config, device)
