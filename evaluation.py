@@ -28,7 +28,12 @@ def define_eval_flags() -> None:
     flags.DEFINE_string(
         "checkpoint_path", None, "Checkpoint file (default: the latest one of the run of --seed)."
     )
-    flags.DEFINE_string("checkpoint_dir", "./checkpoints", "Root of checkpoints.")
+    flags.DEFINE_string(
+        "checkpoint_dir",
+        "./checkpoints",
+        "Root of checkpoints, as given to run_atari: the latest checkpoint of "
+        "<checkpoint_dir>/<agent>/<environment>/seed_<seed>/ is evaluated.",
+    )
     flags.DEFINE_integer(
         "num_episodes",
         1,
@@ -43,9 +48,27 @@ def define_eval_flags() -> None:
         "stands, as at the --max_episode_frames cap.",
         1,
     )
-    flags.DEFINE_string("recording_dir", "./recordings", "Where the mp4 goes.")
-    flags.DEFINE_float("eval_epsilon", 0.01, "ε of the greedy actor.", 0, 1)
-    flags.DEFINE_integer("max_episode_frames", 108_000, "Episode cap in frames.", 1)
+    flags.DEFINE_string(
+        "recording_dir",
+        "./recordings",
+        "Directory of the mp4 of the first game: <agent>_<environment>_<time>.mp4, every frame "
+        "at full resolution, 15 frames per second.",
+    )
+    flags.DEFINE_float(
+        "eval_epsilon",
+        0.01,
+        "ε of the playing actor: its probability of a uniformly random action instead of the "
+        "greedy one (Nature DQN's evaluation: 0.05).",
+        0,
+        1,
+    )
+    flags.DEFINE_integer(
+        "max_episode_frames",
+        108_000,
+        "Atari only: a game ends after this many emulator frames (108,000 = 30 minutes at 60 "
+        "Hz); other environments keep their own time limit.",
+        1,
+    )
     flags.DEFINE_integer(
         "seed",
         1,

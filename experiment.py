@@ -85,7 +85,7 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
         "eval_epsilon",
         d["eval_epsilon"],
         "ε of the evaluation actor: its probability of a uniformly random action (Nature DQN: "
-        "0.05; R2D2: 0.001).",
+        "0.05).",
         0,
         1,
     )
