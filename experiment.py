@@ -484,19 +484,21 @@ def define_config_flags(
     agent's own from `defaults`, e.g. NGU's actors fetch weights more often than R2D2's) and
     its help text: the docstring under the field, which every field must have."""
     help_texts = field_help_texts(config_cls)
+    # Checked for all fields before any flag exists, so a failure leaves no half-defined set.
+    missing = [f.name for f in dataclasses.fields(config_cls) if not help_texts.get(f.name)]
+    if missing:
+        raise TypeError(
+            f"{config_cls.__name__} fields without a help text: {', '.join(missing)}; write a "
+            "docstring under each saying what it means, in which unit, and the paper's value"
+        )
     defaults = defaults or {}
     definers = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}
     for field in dataclasses.fields(config_cls):
         kind = type(field.default)
         if kind not in definers:
             raise TypeError(f"{config_cls.__name__}.{field.name}: unsupported flag type {kind}")
-        text = help_texts.get(field.name)
-        if not text:
-            raise TypeError(
-                f"{config_cls.__name__}.{field.name} has no help text: write a docstring under "
-                "the field saying what it means, in which unit, and the paper's value"
-            )
-        definers[kind](field.name, defaults.get(field.name, field.default), text)
+        default = defaults.get(field.name, field.default)
+        definers[kind](field.name, default, help_texts[field.name])
 
 
 def config_from_flags(config_cls: type) -> Any:
