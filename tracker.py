@@ -170,6 +170,10 @@ class MetricsWriter:
                     self._writer.add_scalar(key, value, step)
             self._writer.flush()
 
+    def has_row(self, iteration: int) -> bool:
+        """Whether the CSV already holds `iteration` (e.g. a resumed run's last one)."""
+        return any(int(row["iteration"]) == iteration for row in self._rows)
+
     def _write_csv(self) -> None:
         fields: list[str] = []
         for row in self._rows:

@@ -85,29 +85,53 @@ def test_rate_limiter_stops_insertion_when_the_learner_is_behind():
     assert limiter.may_insert()
 
 
-def test_rate_limiter_never_blocks_both_sides_and_holds_the_ratio():
-    """Random producer/consumer schedule: someone may always proceed, and learned samples
-    track replay_ratio x inserted samples within the tolerance."""
+@pytest.mark.parametrize("ratio, batch", [(1.0, 4), (0.25, 8), (4.0, 2), (4.0, 64)])
+def test_rate_limiter_never_blocks_both_sides_and_holds_the_ratio_within_its_bound(ratio, batch):
+    """Random producer/consumer schedule with messages of up to M samples: someone may always
+    proceed; learned samples stay within [target − (tolerance + ratio × M), target + tolerance]
+    of target = ratio × inserted, whatever the schedule (so however long updates take)."""
     rng = np.random.default_rng(0)
-    for ratio, batch in [(1.0, 4), (0.25, 8), (4.0, 2)]:
-        tolerance = 4 * batch * max(ratio, 1.0)  # What ParallelTrainer uses.
-        limiter = RateLimiter(ratio, batch, tolerance)
-        for _ in range(5_000):
-            limiter.observe_ready(limiter.inserted >= 50)
-            can_learn, can_insert = limiter.may_learn(), limiter.may_insert()
-            if limiter._inserted_at_warm is not None:
-                assert can_learn or can_insert, (ratio, limiter.state_dict())
-            else:
-                assert can_insert and not can_learn
-            if can_learn and (not can_insert or rng.random() < 0.5):
-                limiter.learned += batch
-            elif can_insert:
-                limiter.inserted += int(rng.integers(1, 4))
-            if limiter._inserted_at_warm is not None:
-                target = limiter._target()
-                assert limiter.learned <= target + tolerance
-                assert target - limiter.learned <= tolerance + ratio * 3
-        assert limiter.learned > 0.8 * ratio * (limiter.inserted - 50)
+    largest_message = 5
+    limiter = RateLimiter(ratio, batch)  # The default, what ParallelTrainer uses: one batch.
+    assert limiter.tolerance == batch
+    for _ in range(5_000):
+        limiter.observe_ready(limiter.inserted >= 50)
+        can_learn, can_insert = limiter.may_learn(), limiter.may_insert()
+        if limiter._inserted_at_warm is not None:
+            assert can_learn or can_insert, (ratio, limiter.state_dict())
+        else:
+            assert can_insert and not can_learn
+        if can_learn and (not can_insert or rng.random() < 0.5):
+            limiter.add_learned(batch)
+        elif can_insert:
+            limiter.add_inserted(int(rng.integers(1, largest_message + 1)))
+        if limiter._inserted_at_warm is not None:
+            target = limiter._target()
+            assert limiter.learned <= target + batch  # At most one batch ahead...
+            assert target - limiter.learned <= batch + ratio * largest_message  # ...or behind.
+    assert limiter.ratio_since_warm() == pytest.approx(ratio, rel=0.05)
+
+
+def test_rate_limiter_tolerance_below_half_a_batch_is_refused():
+    with pytest.raises(ValueError, match="stalls"):
+        RateLimiter(1.0, batch_size=8, tolerance=3)
+
+
+def test_intake_waits_for_the_learner_and_wakes_when_it_learns():
+    limiter = RateLimiter(replay_ratio=1.0, batch_size=4)
+    limiter.observe_ready(True)
+    limiter.add_inserted(10)  # Behind by 10 > 4: intake must wait.
+    assert not limiter.wait_until_may_insert(timeout=0.05)
+    woke = []
+    waiter = threading.Thread(target=lambda: woke.append(limiter.wait_until_may_insert(5.0)))
+    waiter.start()
+    time.sleep(0.1)
+    limiter.add_learned(4)  # Behind by 6: still waiting.
+    time.sleep(0.1)
+    assert not woke
+    limiter.add_learned(4)  # Behind by 2: intake may go on, and is woken at once.
+    waiter.join(timeout=2.0)
+    assert woke == [True]
 
 
 # --------------------------------------------------------------------------------------
@@ -499,6 +523,7 @@ def test_an_actor_that_keeps_dying_stops_the_run(trainer_test):
     failed = int(message.split()[1])
     assert trainer.pool.slots[failed].restarts == 2
     assert trainer.progress.total_steps == 0
-    assert len(events) == trainer.pool.total_restarts >= 2
-    assert all(re.fullmatch(r"actor [01] died \(exit code 1\); restarted", e) for e in events)
+    deaths = [e for e in events if "died" in e]  # Not the progress line of a slow machine.
+    assert len(deaths) == trainer.pool.total_restarts >= 2
+    assert all(re.fullmatch(r"actor [01] died \(exit code 1\); restarted", e) for e in deaths)
     _assert_all_stopped(trainer)
