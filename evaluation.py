@@ -244,3 +244,20 @@ def run_evaluation(agent: str, make_actor: Callable[[dict[str, Any], Any], Any])
     print(score_summary(FLAGS.environment_name, result.episode_returns))
     print(result.video_path)
     return result
+
+
+def config_from_checkpoint(config_cls: type, state: dict[str, Any]) -> Any:
+    """The agent config a checkpoint was trained with, as `config_cls`; a checkpoint whose
+    config does not fit (another agent, another version) gets one line."""
+    saved = dict(state.get("config", {}))
+    names = {field.name for field in dataclasses.fields(config_cls)}
+    unknown, missing = sorted(set(saved) - names), sorted(names - set(saved))
+    if unknown or missing:
+        raise checkpoint.CheckpointError(
+            f"its config does not fit {config_cls.__name__}: unknown fields {unknown}, "
+            f"missing fields {missing}"
+        )
+    try:
+        return config_cls(**saved)
+    except UserError as error:
+        raise checkpoint.CheckpointError(f"its config is invalid: {error}") from None

@@ -1209,7 +1209,8 @@ class SequenceBatch(NamedTuple):
     after a truncated (episode-end) window. Padding: zero frames, every column 0, mask False.
     """
 
-    observation: np.ndarray | None  # [T, B, frame_stack, *frame] ([T, B, *frame] if stack 1)
+    # [T, B, frame_stack, *frame]; [T, B, *frame] when the replay has no stack axis (vectors).
+    observation: np.ndarray | None
     # [T, B] per declared column (integers as int64, the rest float32), plus each column's
     # `previous_as` view: the value at t − 1 (the item's `before` record at its first step).
     columns: dict[str, np.ndarray]
@@ -1220,7 +1221,7 @@ class SequenceBatch(NamedTuple):
     # frames[frame_index], done on the learner's device so each distinct frame crosses to it
     # once instead of frame_stack times.
     frames: np.ndarray | None = None  # [D + 1, *frame_shape], row 0 a zero frame
-    frame_index: np.ndarray | None = None  # [T, B, frame_stack] ([T, B] if stack 1) int64
+    frame_index: np.ndarray | None = None  # [T, B, frame_stack] ([T, B] if no stack axis) int64
 
 
 class _FlatSteps(NamedTuple):
@@ -1258,7 +1259,10 @@ class SequenceReplay:
         priority_exponent: float,
         seed: int,
         columns: collections.abc.Sequence[Column],
+        stack_axis: bool | None = None,
     ) -> None:
+        """stack_axis: whether observations have a frame-stack axis (images: [stack, H, W],
+        even with one frame); default: only when frame_stack > 1."""
         if capacity < 1 or burn_in < 0 or sequence_length < 1 or frame_stack < 1:
             raise ValueError("need capacity, sequence_length, frame_stack >= 1 and burn_in >= 0")
         self._capacity = int(capacity)
@@ -1268,6 +1272,9 @@ class SequenceReplay:
         self._dtype = np.dtype(frame_dtype)
         self._frame_bytes = int(np.prod(self._frame_shape)) * self._dtype.itemsize
         self._frame_stack = int(frame_stack)
+        self._stack_axis = self._frame_stack > 1 if stack_axis is None else bool(stack_axis)
+        if self._frame_stack > 1 and not self._stack_axis:
+            raise ValueError("a frame stack needs a stack axis")
         self._compress = bool(compress)
         self._columns = tuple(columns)
         self._step_dtype = step_dtype(self._columns)
@@ -1472,7 +1479,7 @@ class SequenceReplay:
         self, items: list[Sequence], layout: _FlatSteps, shape: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Decoded distinct frames [D + 1, *frame_shape] and the index [T, B, frame_stack]
-        ([T, B] if stack 1) of each stacked observation's frames: a sliding window of
+        ([T, B] without a stack axis) of each stacked observation's frames: a sliding window of
         frame_stack over each item's (prefix + N) frames; padding points at the zero frame."""
         frames = list(itertools.chain.from_iterable(item.frames for item in items))
         decoded, frame_rows = self._decode_distinct(frames)
@@ -1482,7 +1489,7 @@ class SequenceReplay:
         starts = np.arange(len(layout.rows)) + layout.cols * (self._frame_stack - 1)
         stack_rows = np.zeros((*shape, self._frame_stack), dtype=np.int64)  # row 0: zero frame
         stack_rows[layout.rows, layout.cols] = windows[starts]
-        return decoded, stack_rows[:, :, 0] if self._frame_stack == 1 else stack_rows
+        return decoded, stack_rows if self._stack_axis else stack_rows[:, :, 0]
 
     def _decode_distinct(self, frames: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
         """Decodes each distinct frame object once: returns (decoded [D + 1, *frame_shape] with

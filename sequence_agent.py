@@ -119,6 +119,7 @@ def make_sequence_replay(
         priority_exponent=config.priority_exponent,
         seed=seed,
         columns=columns,
+        stack_axis=len(observation_shape) == 3,  # images keep [stack, H, W], one frame too
     )
 
 

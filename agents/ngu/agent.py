@@ -56,53 +56,52 @@ class NguConfig(SequenceAgentConfig):
     """NGU hyperparameters (the paper's Table 6) unless the README lists a deviation."""
 
     adam_eps: float = 1e-4
-    """Adam's ε of the Q-network's optimiser (NGU paper: 1e-4)."""
+    """Adam's ε for every NGU loss (NGU Table 6: 1e-4)."""
     target_update_period: int = 1_500
-    """Learner updates between copies of the online network into the target network (NGU paper:
-    1,500)."""
+    """Learner updates between copies of the online Q-network into the target (NGU: 1,500)."""
     num_policies: int = 32
-    """N, the number of policies j learned together, each with its own (β_j, γ_j); j = 0 is the
-    exploitative one with β = 0 (NGU paper: 32)."""
+    """N, the number of policies (β_j, γ_j) the actors explore with (NGU: 32)."""
     intrinsic_beta: float = 0.3
-    """β, the intrinsic reward's weight in r^e + β_j·r^i of the most exploratory policy j = N −
-    1 (NGU paper: 0.3)."""
+    """β, the largest intrinsic-reward scale: β_{N−1} = β, β_0 = 0, a sigmoid between (NGU:
+    0.3)."""
     gamma_max: float = 0.997
-    """Discount γ_0 of the exploitative policy j = 0 (NGU paper: 0.997)."""
+    """γ_0, the discount of the exploitative policy j = 0 (NGU: 0.997). Agent57 reads it as its
+    γ1."""
     gamma_min: float = 0.99
-    """Discount γ_{N−1} of the most exploratory policy (NGU paper: 0.99)."""
+    """γ_{N−1}, the discount of the most exploratory policy (NGU: 0.99). Agent57 reads it as its
+    γ2."""
     retrace_lambda: float = 0.95
-    """λ of the transformed Retrace targets (NGU paper: 0.95)."""
+    """λ of the Retrace traces c = λ·min(1, π/μ) (NGU: 0.95)."""
     target_epsilon: float = 0.01
-    """ε of the ε-greedy target policy (on the online Q-values) that Retrace evaluates."""
+    """ε of the Retrace target policy, ε-greedy on the online Q (NGU: 0.01)."""
     draw_policy_per_episode: bool = False
-    """Draw an environment's policy index j at every episode start, as the Agent57 paper
-    describes NGU; false fixes j per environment (NGU paper, appendix A)."""
+    """False: environment g always plays policy j = g mod N (NGU App. A). True: each
+    environment draws j uniformly at every episode start (how the Agent57 paper describes
+    NGU)."""
     embedding_size: int = 32
-    """Size of the controllable-state embedding f, trained by inverse dynamics (NGU paper: 32)."""
+    """Size of the controllable-state embedding f used by episodic novelty (NGU: 32)."""
     episodic_memory_capacity: int = 30_000
-    """Embeddings an environment's episodic memory holds; it is emptied at every episode start
-    (NGU paper: 30,000)."""
+    """Embeddings each environment's episodic memory holds, a ring emptied at every episode
+    start (NGU: 30,000)."""
     num_neighbours: int = 10
-    """k, the nearest neighbours in episodic memory that the novelty kernel sums over (NGU
-    paper: 10)."""
+    """k, the nearest neighbours of the episodic novelty (NGU: 10)."""
     kernel_epsilon: float = 1e-4
-    """ε of the kernel K = ε / (d²/d_m² + ε) (NGU paper's table: 1e-4; its main text says 1e-3)."""
+    """ε of the kernel K = ε/(d²/d_m² + ε) (NGU Table 6: 1e-4; the main text says 1e-3)."""
     cluster_distance: float = 0.008
-    """ξ: normalised squared k-NN distances below it count as 0 (NGU paper: 0.008)."""
+    """ξ: normalised squared distances below it count as the same state (NGU: 0.008)."""
     pseudo_count_constant: float = 1e-3
-    """c, added to the square root of the summed kernel values (NGU paper: 1e-3)."""
+    """c in r^episodic = 1/(√ΣK + c) (NGU: 0.001)."""
     max_similarity: float = 8.0
-    """s_m: where the square root of the summed kernel values plus c exceeds it, the episodic
-    reward is 0 (NGU paper: 8)."""
+    """s_m: the episodic reward is 0 when √ΣK + c exceeds it (NGU: 8)."""
     max_lifelong_multiplier: float = 5.0
-    """L: the lifelong (RND) multiplier α is clipped to [1, L] (NGU paper: 5)."""
+    """L: RND's multiplier α is clipped to [1, L] (NGU: 5)."""
     intrinsic_learning_rate: float = 5e-4
-    """Adam learning rate of the embedding and of the RND predictor (NGU paper: 5e-4)."""
+    """Adam learning rate of the embedding (inverse dynamics) and RND predictor (NGU: 5e-4)."""
     action_prediction_l2: float = 1e-5
-    """L2 weight decay of the embedding network and its inverse-dynamics classifier."""
+    """L2 weight decay of the embedding and inverse-dynamics network (NGU: 1e-5)."""
     intrinsic_train_steps: int = 5
-    """Last steps of each replayed sequence on which the embedding and RND predictor are trained
-    (NGU paper: 5)."""
+    """The embedding and RND predictor train on the last this-many transitions of each sampled
+    sequence (NGU: 5)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
