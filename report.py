@@ -235,8 +235,18 @@ def plot_learning_curves(
         _plot_panel(axis, game, curves, agents)
     for axis in axes.flat[len(games) :]:
         axis.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(agents), 6))
+    # One entry per agent, from whichever panel drew it (an agent may miss some games).
+    entries = {}
+    for axis in axes.flat[: len(games)]:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    labels = [agent for agent in agents if agent in entries]
+    figure.legend(
+        [entries[label] for label in labels],
+        labels,
+        loc="outside lower center",
+        ncols=max(1, min(len(labels), 6)),
+    )
     figure.suptitle(_band_caption(confidence))
     return figure
 
@@ -363,8 +373,9 @@ def notes(runs: Sequence[Run], scores: Sequence[GameScore]) -> list[str]:
     for run in runs:
         if run.final_score() is None:
             lines.append(
-                f"{run.record.describe()} ({run.csv_path}): no evaluation game has finished "
-                "yet; it has no final score."
+                f"{run.record.describe()} ({run.csv_path}): no evaluation game finished in "
+                "any of its iterations (--num_eval_steps too short for a game?), so it has no "
+                "final score."
             )
         elif not run.finished:
             done = int(run.iterations[-1]) if run.iterations.size else 0
