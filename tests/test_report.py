@@ -389,11 +389,17 @@ def test_report_on_a_csv_of_another_format_is_a_one_line_error(tmp_path, case):
     other.write_text("name,value\na,1\n")
     if case == "other_columns":
         run_record.claim(other, _record(seed=9))
-    out = tmp_path / "out"
-    line = _check_one_line_error(_run_report([runs, f"--out={out}"]))
-    assert str(other) in line
-    assert ("no run record" if case == "no_record" else "not a results CSV") in line
-    assert not out.exists()
+    expected = "no run record" if case == "no_record" else "not a results CSV"
+    with pytest.raises(report.UserError, match=expected) as error:
+        report.load_runs([runs], tmp_path / "out")
+    assert str(other) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_report_on_two_csvs_of_the_same_run_is_a_one_line_error(tmp_path):
+    write_run(tmp_path / "a", "dqn", "Pong", 1, 2)
+    write_run(tmp_path / "b", "dqn", "Pong", 1, 2)  # A copy of the run elsewhere.
+    with pytest.raises(report.ReportError, match="are both dqn on Pong with seed 1"):
+        report.load_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
 
 
 def test_report_on_a_game_without_published_scores_leaves_its_hns_empty_with_a_note(tmp_path):
@@ -401,10 +407,9 @@ def test_report_on_a_game_without_published_scores_leaves_its_hns_empty_with_a_n
     write_run(runs, "dqn", "Pong", 1, NUM_ITERATIONS)
     write_run(runs, "dqn", "Tetris", 1, NUM_ITERATIONS)
     out = tmp_path / "out"
-    result = _run_report([runs, f"--out={out}", "--bootstrap_samples=100"])
-    assert result.returncode == 0, result.stderr
-    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and "Tetris" in notes[0] and "no published" in notes[0]
+    built = report.build_report(report.load_runs([runs], out), 100, 0.95, np.random.default_rng(0))
+    assert len(built.notes) == 1 and built.notes[0].startswith("Tetris: no published")
+    report.write_report(built, out, 0.95, 100)
     rows = {r["game"]: r for r in _read_csv(out / "scores.csv")}
     assert rows["Tetris"]["hns_mean"] == "" and rows["Tetris"]["score_mean"] != ""
     assert rows["Pong"]["hns_mean"] != ""
