@@ -51,12 +51,16 @@ class EvalRequest(NamedTuple):
     version: int  # Of the snapshot in shared memory: the weights at the end of `iteration`.
     num_steps: int
     seed: int
+    # The evaluation actor's own state after the previous evaluation (Agent57's evaluator
+    # bandit carries on from one evaluation to the next), or None.
+    actor_state: dict | None = None
 
 
 class EvalResult(NamedTuple):
     iteration: int
     statistics: dict[str, float]  # eval/episode_return and the like.
     seconds: float
+    actor_state: dict | None = None  # The actor's own state after this evaluation.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +114,9 @@ def evaluator_process_main(eval_factory, weights: SharedWeights, connection, sto
 def _evaluate(request: EvalRequest, eval_factory, weights: SharedWeights, stop_event) -> EvalResult:
     started = time.monotonic()
     env, actor = eval_factory(request.seed)
+    has_state = hasattr(actor, "state_dict")
+    if request.actor_state is not None and has_state:
+        actor.load_state_dict(request.actor_state)
     try:
         version = weights.pull(actor.network, -1)
         if version != request.version:
@@ -128,7 +135,12 @@ def _evaluate(request: EvalRequest, eval_factory, weights: SharedWeights, stop_e
             EnvRunner(env).run(actor, request.num_steps, tracker, stop_when_asked)
     finally:
         env.close()
-    return EvalResult(request.iteration, tracker.statistics("eval"), time.monotonic() - started)
+    return EvalResult(
+        request.iteration,
+        tracker.statistics("eval"),
+        time.monotonic() - started,
+        actor.state_dict() if has_state else None,
+    )
 
 
 class EvalWorker:
@@ -151,6 +163,7 @@ class EvalWorker:
         self.connection = None
         self.restarts = 0
         self.pending: EvalRequest | None = None
+        self.actor_state: dict | None = None  # As the latest evaluation left it.
 
     def start(self) -> None:
         self.connection, child = self.context.Pipe(duplex=True)
@@ -170,7 +183,7 @@ class EvalWorker:
         if self.pending is not None:
             raise RuntimeError(f"evaluation of iteration {self.pending.iteration} still pending")
         version = self.snapshot.publish(network)
-        self.pending = EvalRequest(iteration, version, num_steps, seed)
+        self.pending = EvalRequest(iteration, version, num_steps, seed, self.actor_state)
         self.connection.send(self.pending)
 
     def receive(self, timeout: float) -> list[EvalResult]:
@@ -192,6 +205,8 @@ class EvalWorker:
             self.process.kill()
             return []
         self.pending = None
+        if result.actor_state is not None:
+            self.actor_state = result.actor_state
         return [result]
 
     def check_health(self) -> list[str]:
@@ -299,9 +314,12 @@ class OverlappedEvaluation:
         """The row still waiting for its evaluation ({} if none), for a checkpoint of
         `network`. The evaluated weights go in too when they are not `network`'s own (a
         checkpoint written after the learner moved on, e.g. on Ctrl-C)."""
+        state: dict[str, Any] = {}
+        if self.worker.actor_state is not None:  # the evaluation actor's own, e.g. a bandit
+            state["actor_state"] = self.worker.actor_state
         if self.pending is None:
-            return {}
-        state: dict[str, Any] = {
+            return state
+        state |= {
             "iteration": self.pending.iteration,
             "step": self.pending.step,
             "scalars": dict(self.pending.scalars),
@@ -314,7 +332,8 @@ class OverlappedEvaluation:
     def load_state_dict(self, state: Mapping[str, Any], network: torch.nn.Module) -> None:
         """Resume: re-evaluates a checkpoint's pending row unless the CSV already has it.
         `network` holds the checkpoint's weights, used when it stored no snapshot."""
-        if not state or self.writer.has_row(int(state["iteration"])):
+        self.worker.actor_state = state.get("actor_state")
+        if "iteration" not in state or self.writer.has_row(int(state["iteration"])):
             return
         if "network" in state:
             network = copy.deepcopy(network)

@@ -340,7 +340,7 @@ class Learner(r2d2.Learner):
 
     def __init__(self, network: NguNetworks, replay, assembler, config: NguConfig, device):
         groups = [
-            {"name": "q", "params": list(network.q.parameters()), "lr": config.learning_rate},
+            *self.q_param_groups(network, config),
             {
                 "name": "embedding",
                 "params": list(network.embedding.parameters()),
@@ -356,6 +356,10 @@ class Learner(r2d2.Learner):
         super().__init__(network, replay, assembler, config, device, groups)
         self.betas = torch.as_tensor(config.betas(), dtype=torch.float32, device=device)
         self.gammas = torch.as_tensor(config.discounts(), dtype=torch.float32, device=device)
+
+    def q_param_groups(self, network: NguNetworks, config: NguConfig) -> list[dict]:
+        """The optimiser groups of the value network(s) (Agent57 has two)."""
+        return [{"name": "q", "params": list(network.q.parameters()), "lr": config.learning_rate}]
 
     def head_td_errors(self, batch):
         q = unroll_sequences(self.network, batch, self.config.burn_in)
@@ -444,15 +448,20 @@ class ActorFactory(r2d2.ActorFactory):
 
     config: NguConfig
 
+    actor_class = Actor  # Agent57 changes the actor and the network, nothing else.
+    network_builder = staticmethod(build_network)
+
     def __call__(self, actor_index: int, seed: int):
         env = self.env_spec.create(self.num_envs, seed, num_threads=1)
-        network = build_network(self.config, env.observation_shape, env.num_actions)
+        network = self.network_builder(self.config, env.observation_shape, env.num_actions)
         first = actor_index * self.num_envs
         recorder = ChunkRecorder(
             first, self.num_envs, self.config.chunk_length, env.observation_shape, COLUMNS
         )
         policies = self.policy_chooser(first, seed)
-        actor = Actor(network, self.epsilons(first), recorder, seed, self.config, policies)
+        actor = self.actor_class(
+            network, self.epsilons(first), recorder, seed, self.config, policies
+        )
         return env, actor
 
     def policy_chooser(self, first_env: int, seed: int) -> PolicyIndexChooser:
@@ -473,11 +482,19 @@ def evaluation_actor(
 ) -> Actor:
     """A greedy-ish actor that records nothing and plays policy `policy_index` (0: the
     exploitative policy, β = 0)."""
+    policies = fixed_policy(config, policy_index, seed, num_envs)
+    return Actor(network, epsilon, None, seed, config, policies, device)
+
+
+def fixed_policy(
+    config: NguConfig, policy_index: int, seed: int, num_envs: int = 1
+) -> PolicyIndexChooser:
+    """Every environment plays `policy_index`, checked to be one of the N."""
     if not 0 <= policy_index < config.num_policies:
         raise ConfigError(f"policy_index must be in [0, {config.num_policies}), got {policy_index}")
     policies = PolicyIndexChooser("fixed", config.num_policies, policy_index, num_envs, seed)
     policies.indices[:] = policy_index
-    return Actor(network, epsilon, None, seed, config, policies, device)
+    return policies
 
 
 def build_learner(

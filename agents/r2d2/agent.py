@@ -11,6 +11,7 @@ itself is shared (`sequence_agent`, `replay`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import torch
@@ -63,6 +64,15 @@ class R2d2Config(SequenceAgentConfig):
             raise ConfigError(f"n_step must be positive, got {self.n_step}")
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"discount must be in [0, 1], got {self.discount}")
+
+
+def value_rescaling(config: SequenceAgentConfig) -> value_learning.TxPair:
+    """R2D2's h(x) = sign(x)(√(|x| + 1) − 1) + εx and its inverse, ε from the config."""
+    eps = config.value_rescaling_eps
+    return value_learning.TxPair(
+        functools.partial(value_learning.signed_hyperbolic, eps=eps),
+        functools.partial(value_learning.signed_parabolic, eps=eps),
+    )
 
 
 def build_network(
@@ -126,11 +136,7 @@ class Learner(TargetNetworkLearner):
         super().__init__(network, replay, config, device, param_groups)
         self.assembler = assembler
         self.batch_size = config.batch_size
-        eps = config.value_rescaling_eps
-        self.tx_pair = value_learning.TxPair(
-            lambda x: value_learning.signed_hyperbolic(x, eps),
-            lambda x: value_learning.signed_parabolic(x, eps),
-        )
+        self.tx_pair = value_rescaling(config)
 
     def ingest(self, chunks: list) -> int:
         return self.store(self.assemble(chunks))
@@ -164,7 +170,7 @@ class Learner(TargetNetworkLearner):
         losses |= self.auxiliary_losses(tensors)
         self.apply_gradients(sum(losses.values()))
         stats |= self.last_grad_norms
-        abs_td = self.priority_td(heads).detach().abs()
+        abs_td = self.priority_td(heads, tensors).detach().abs()
         priorities = sequence_priorities(
             abs_td.cpu().numpy(), mask.cpu().numpy(), self.config.priority_eta
         )
@@ -179,7 +185,7 @@ class Learner(TargetNetworkLearner):
         td, q = self._n_step_td_errors(batch)
         return {"": td}, {"q_value": q.detach().mean()}
 
-    def priority_td(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
+    def priority_td(self, heads: dict[str, torch.Tensor], batch) -> torch.Tensor:
         """[T_learn − 1, B] TD errors whose magnitudes set the sequences' priorities."""
         return heads[""]
 

@@ -1,0 +1,61 @@
+"""Replays a trained Agent57 agent and records it. By default it plays the arm that the
+evaluator's bandit, as saved in the checkpoint, rates best; --policy_index fixes the arm.
+
+python -m agents.agent57.eval_agent --environment_name=Pitfall
+python -m agents.agent57.eval_agent --environment_name=Pitfall --policy_index=0
+"""
+
+from __future__ import annotations
+
+from absl import flags, logging
+
+from agents.agent57.agent import Agent57Config, build_network, evaluation_actor
+from checkpoint import CheckpointError, load_module_state
+from evaluation import config_from_checkpoint, define_eval_flags, run_evaluation
+from experiment import resolve_device, run_cli
+from exploration import SlidingWindowUcb
+
+FLAGS = flags.FLAGS
+define_eval_flags()
+flags.DEFINE_integer(
+    "policy_index",
+    None,
+    "Arm (policy j) to play; default: the arm with the best mean return in the evaluator "
+    "bandit's window as the checkpoint saved it (j = 0 before any evaluation).",
+    0,
+)
+
+
+def evaluator_best_arm(state: dict, config: Agent57Config) -> int:
+    """The arm the evaluator's bandit rates best in the checkpoint (0 if it saw nothing)."""
+    actor_state = (state.get("evaluation") or {}).get("actor_state")
+    if actor_state is None:
+        return 0
+    try:
+        saved = actor_state["policies"]["bandits"][0]
+    except (KeyError, IndexError, TypeError):
+        raise CheckpointError("its evaluator state holds no bandit") from None
+    bandit = SlidingWindowUcb(config.num_policies, config.eval_bandit_window, 0.0, 0.0, 0)
+    bandit.load_state_dict(saved)
+    return bandit.best_arm()
+
+
+def make_actor(state, env):
+    config: Agent57Config = config_from_checkpoint(Agent57Config, state)
+    device = resolve_device("auto")
+    network = build_network(config, env.observation_shape, env.num_actions).to(device)
+    load_module_state(network, state["learner"]["network"], "network")
+    network.eval()
+    arm = FLAGS.policy_index
+    if arm is None:
+        arm = evaluator_best_arm(state, config)
+        logging.info("Playing arm %d, the evaluator bandit's best", arm)
+    return evaluation_actor(network, config, FLAGS.eval_epsilon, FLAGS.seed, arm, device)
+
+
+def main() -> None:
+    run_evaluation("agent57", make_actor)
+
+
+if __name__ == "__main__":
+    run_cli(main)
