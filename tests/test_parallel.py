@@ -527,3 +527,50 @@ def test_an_actor_that_keeps_dying_stops_the_run(trainer_test):
     assert len(deaths) == trainer.pool.total_restarts >= 2
     assert all(re.fullmatch(r"actor [01] died \(exit code 1\); restarted", e) for e in deaths)
     _assert_all_stopped(trainer)
+
+
+# --------------------------------------------------------------------------------------
+# Learner threads
+# --------------------------------------------------------------------------------------
+
+
+def _threads(monkeypatch, cores: int, num_actors: int, omp: str | None = None):
+    from main_loop import LearnerThreads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    return LearnerThreads(0, num_actors, explore_every=10), set_to
+
+
+def test_learner_takes_the_cores_actors_leave_and_all_when_faster(monkeypatch):
+    threads, set_to = _threads(monkeypatch, cores=8, num_actors=6)
+    assert threads.use(actors_throttled=False) == 2  # 8 cores, 6 busy actors.
+    # Throttled actors: both counts are timed, then the faster one is kept...
+    seconds = {8: 1.0, 2: 3.0}
+    used = []
+    for _ in range(40):
+        n = threads.use(actors_throttled=True)
+        threads.record(n, seconds[n])
+        used.append(n)
+    assert used[:8].count(8) >= 3 and used[:8].count(2) >= 3
+    assert used[-20:].count(8) >= 18  # ...trying the other one now and then.
+    assert 2 in used[-20:]
+    # ...and it moves back when the measurements turn (other work arrived on the cores).
+    seconds = {8: 5.0, 2: 3.0}
+    for _ in range(60):
+        n = threads.use(actors_throttled=True)
+        threads.record(n, seconds[n])
+    assert threads.use(actors_throttled=True) == 2 or threads._throttled_updates % 10 == 0
+    assert set(set_to) <= {2, 8}
+    assert threads.use(actors_throttled=False) == 2
+
+
+def test_learner_threads_respect_omp_num_threads(monkeypatch):
+    threads, _ = _threads(monkeypatch, cores=8, num_actors=2, omp="1")
+    assert threads.use(actors_throttled=False) == 1
+    assert all(threads.use(actors_throttled=True) == 1 for _ in range(20))

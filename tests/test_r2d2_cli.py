@@ -85,8 +85,13 @@ def _children(pid: int) -> dict[int, tuple[int, str]]:
     return found
 
 
-def _actors(children: dict[int, tuple[int, str]]) -> dict[int, tuple[int, str]]:
+def _spawned(children: dict[int, tuple[int, str]]) -> dict[int, tuple[int, str]]:
+    """The spawned children: the actors, started first, then the evaluation process."""
     return {pid: info for pid, info in children.items() if "spawn_main" in info[1]}
+
+
+def _first_actor(children: dict[int, tuple[int, str]]) -> int:
+    return min(_spawned(children))  # Actors start before the evaluation process.
 
 
 def _running(pid: int, start_time: int) -> bool:
@@ -114,10 +119,11 @@ def _shm_entries() -> dict[str, float]:
 
 
 def _wait_until_learning(process: subprocess.Popen, timeout: float = 90) -> dict:
-    """Waits for both actor processes, then for their messages to reach the learner (its
-    read count grows: it has nothing else to read once actors run). Returns its children."""
+    """Waits for both actor processes and the evaluation process, then for the actors'
+    messages to reach the learner (its read count grows: it has nothing else to read once
+    actors run). Returns its children."""
     deadline = time.monotonic() + timeout
-    while len(_actors(_children(process.pid))) < 2:
+    while len(_spawned(_children(process.pid))) < 3:
         assert process.poll() is None, f"the run ended early with {process.returncode}"
         assert time.monotonic() < deadline, "actors did not start"
         time.sleep(0.1)
@@ -127,7 +133,7 @@ def _wait_until_learning(process: subprocess.Popen, timeout: float = 90) -> dict
         assert time.monotonic() < deadline, "no data reached the learner"
         time.sleep(0.1)
     children = _children(process.pid)
-    assert len(_actors(children)) == 2
+    assert len(_spawned(children)) == 3
     return children
 
 
@@ -293,7 +299,7 @@ def test_interrupt_leaves_nothing_behind_and_resume_finishes(tmp_path, interrupt
         assert exit_seconds < 15, exit_seconds
         assert "Traceback" not in log, log[-3000:]
         assert log.rstrip().endswith("interrupted")
-        # Actors and the multiprocessing resource tracker: all gone, none orphaned.
+        # Actors, the evaluation process and the resource tracker: all gone, none orphaned.
         assert _wait_gone(children) == [], children
     finally:
         _kill_leftovers(process, children)
@@ -343,7 +349,7 @@ def test_killed_actor_without_restarts_left_stops_with_one_error_line(tmp_path):
     children: dict[int, tuple[int, str]] = {}
     try:
         children = _wait_until_learning(process)
-        os.kill(min(_actors(children)), signal.SIGKILL)
+        os.kill(_first_actor(children), signal.SIGKILL)
         code = process.wait(timeout=30)
         log = (tmp_path / "run.log").read_text()
         assert code == 2, log[-3000:]
