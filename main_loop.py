@@ -360,43 +360,40 @@ def _send_with_credit(writer, credits, message, stop_event, parent) -> bool:
     return True
 
 
-def actor_process_main(
+def run_actor_loop(
     actor_index: int,
     seed: int,
     actor_factory,
-    weights: SharedWeights,
-    writer,
-    credits,
-    stop_event,
     update_interval: int,
-    initial_state: dict | None = None,
+    initial_state: dict | None,
+    pull_weights: Callable[[torch.nn.Module, int], int],
+    send: Callable[[ActorMessage], bool],
+    stopped: Callable[[], bool],
 ) -> None:
-    """Body of one actor process: act, pull weights every `update_interval` steps, send.
+    """One actor's work, whatever carries its messages (both backends run it): build its
+    environments and actor, act, `pull_weights(network, known_version) -> version` every
+    `update_interval` steps, and `send` each message until `stopped()` or a send fails.
 
     `initial_state` is the actor's own state as its predecessor last reported it (after a
     restart or a resume); every message reports the current one.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The learner decides when actors stop.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    torch.set_num_threads(1)
-    parent = std_mp.parent_process()
     env, actor = actor_factory(actor_index, seed)
     reports_state = hasattr(actor, "state_dict")
     if initial_state is not None and reports_state:
         actor.load_state_dict(initial_state)
-    version = weights.pull(actor.network, -1)
+    version = pull_weights(actor.network, -1)
     tracker = EpisodeTracker(env.num_envs)
     actor.reset()
     timestep = env.reset()
     batch_steps, unsent_steps = 0, 0
     try:
-        while not stop_event.is_set():
+        while not stopped():
             timestep = env.step(actor.step(timestep))
             tracker.step(timestep)
             batch_steps += 1
             unsent_steps += env.num_envs
             if batch_steps % update_interval == 0:
-                pulled = weights.pull(actor.network, version)
+                pulled = pull_weights(actor.network, version)
                 if pulled != version and hasattr(actor, "weights_updated"):
                     actor.weights_updated()  # NGU refreshes its embedding per episode
                 version = pulled
@@ -412,12 +409,47 @@ def actor_process_main(
                 actor.state_dict() if reports_state else None,
                 actor.drain_statistics() if hasattr(actor, "drain_statistics") else None,
             )
-            if not _send_with_credit(writer, credits, message, stop_event, parent):
+            if not send(message):
                 break
             unsent_steps = 0
             tracker.episode_returns, tracker.episode_lengths = [], []
     finally:
         env.close()
+
+
+def actor_process_main(
+    actor_index: int,
+    seed: int,
+    actor_factory,
+    weights: SharedWeights,
+    writer,
+    credits,
+    stop_event,
+    update_interval: int,
+    initial_state: dict | None = None,
+) -> None:
+    """Body of one actor process: the actor loop, reading weights from shared memory and
+    sending through its bounded channel."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # The learner decides when actors stop.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(1)
+    parent = std_mp.parent_process()
+
+    def send(message: ActorMessage) -> bool:
+        return _send_with_credit(writer, credits, message, stop_event, parent)
+
+    try:
+        run_actor_loop(
+            actor_index,
+            seed,
+            actor_factory,
+            update_interval,
+            initial_state,
+            weights.pull,
+            send,
+            stop_event.is_set,
+        )
+    finally:
         writer.close()
 
 
@@ -445,6 +477,13 @@ def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
+def check_restart_budget(index: int, restarts: int, max_restarts: int, cause: str) -> None:
+    """Raises ActorFailure when actor `index`, found dead after `restarts` restarts, has none
+    left; `cause` says how it died last (an exit code, a Ray error)."""
+    if restarts >= max_restarts:
+        raise ActorFailure(f"actor {index} died {_times(restarts + 1)} ({cause}); stopping the run")
+
+
 class ActorPool:
     """Starts, supervises, restarts and stops the actor processes."""
 
@@ -460,6 +499,14 @@ class ActorPool:
         self.resume_point = 0  # Agent steps at the checkpoint a resumed run started from.
         # Each actor's latest reported own state, handed to its replacement or a resumed run.
         self.actor_states: dict[int, dict] = {}
+
+    @property
+    def actor_restarts(self) -> list[int]:
+        """Restarts used by each actor, for checkpoints."""
+        return [slot.restarts for slot in self.slots]
+
+    def publish(self, network: torch.nn.Module) -> None:
+        self.weights.publish(network)
 
     def start(self) -> None:
         for index in range(self.config.num_actors):
@@ -498,11 +545,9 @@ class ActorPool:
             if slot.process.is_alive():
                 continue
             code = slot.process.exitcode
-            if slot.restarts >= self.config.max_actor_restarts:
-                raise ActorFailure(
-                    f"actor {index} died {_times(slot.restarts + 1)} (last exit code {code}); "
-                    "stopping the run"
-                )
+            check_restart_budget(
+                index, slot.restarts, self.config.max_actor_restarts, f"last exit code {code}"
+            )
             slot.reader.close()
             self.slots[index] = self._spawn(index, slot.restarts + 1)
             self.total_restarts += 1
@@ -544,6 +589,36 @@ class ActorPool:
                 slot.process.kill()
                 slot.process.join(timeout=2.0)
             slot.reader.close()
+
+
+def process_pool(
+    config: ParallelConfig, actor_factory, network: torch.nn.Module, seed: int
+) -> ActorPool:
+    """The default backend: actor processes on this machine, reading the learner's weights
+    from shared memory."""
+    return ActorPool(config, actor_factory, SharedWeights(network), seed)
+
+
+class ActorPoolLike(Protocol):
+    """How the learner side talks to its actors, whichever backend runs them: actor processes
+    (ActorPool) or Ray actors (ray_backend.RayActorPool). The learner, the rate limiter,
+    replay, checkpoints and statistics see only this."""
+
+    total_restarts: int
+    resume_point: int  # Agent steps at the checkpoint a resumed run started from.
+    actor_states: dict[int, dict]  # Each actor's latest own state, for its replacement.
+
+    @property
+    def actor_restarts(self) -> list[int]: ...
+    def start(self) -> None: ...
+    def receive(self, timeout: float) -> list[ActorMessage]: ...
+    def check_health(self) -> list[str]: ...
+    def publish(self, network: torch.nn.Module) -> None: ...
+    def stop(self) -> None: ...
+
+
+# (config, actor factory, the learner's network, seed) -> a pool, not yet started.
+PoolFactory = Callable[[ParallelConfig, Any, torch.nn.Module, int], ActorPoolLike]
 
 
 class RateLimiter:
@@ -641,7 +716,7 @@ class IntakeThread:
 
     def __init__(
         self,
-        pool: ActorPool,
+        pool: ActorPoolLike,
         learner,
         limiter: RateLimiter,
         capacity: int,
@@ -794,14 +869,14 @@ class ParallelTrainer:
         learner: ParallelLearnerLike,
         seed: int,
         log=logging.info,
+        pool_factory: PoolFactory = process_pool,
     ) -> None:
         self.config = config
         self.learner = learner
         self.threads = LearnerThreads(config.learner_threads, config.num_actors)
         self.threads.use(actors_throttled=False)
-        self.weights = SharedWeights(learner.network)
-        self.weights.publish(learner.network)
-        self.pool = ActorPool(config, actor_factory, self.weights, seed)
+        self.pool = pool_factory(config, actor_factory, learner.network, seed)
+        self.pool.publish(learner.network)
         self.limiter = RateLimiter(config.replay_ratio, learner.batch_size)
         self.intake = IntakeThread(
             self.pool,
@@ -890,7 +965,7 @@ class ParallelTrainer:
         self.threads.record(threads, time.monotonic() - now)
         self.limiter.add_learned(self.learner.batch_size)
         if self.learner.num_updates % self.config.publish_period == 0:
-            self.weights.publish(self.learner.network)
+            self.pool.publish(self.learner.network)
 
     def _store_arrivals(self, games, per_actor, target: int, timeout: float) -> None:
         """Stores what the intake thread took in, until the step target; waits at most
@@ -933,7 +1008,7 @@ class ParallelTrainer:
             "total_steps": self.progress.total_steps,
             "actor_steps": {str(k): v for k, v in self.progress.actor_steps.items()},
             "actor_episodes": {str(k): v for k, v in self.progress.actor_episodes.items()},
-            "actor_restarts": [slot.restarts for slot in self.pool.slots],
+            "actor_restarts": self.pool.actor_restarts,
             "actor_states": {str(k): v for k, v in self.pool.actor_states.items()},
         }
 

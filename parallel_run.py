@@ -71,7 +71,7 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
         start_iteration, steps_into = int(state["iteration"]), int(state["steps_into_iteration"])
         if run.save_replay:
             restore_replay(learner, checkpointer, start_iteration)
-        trainer.weights.publish(learner.network)
+        trainer.pool.publish(learner.network)
 
     run.claim_results_csv()
     writer = MetricsWriter(
