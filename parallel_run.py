@@ -132,6 +132,13 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
 def restore_replay(learner, checkpointer: RunCheckpointer, iteration: int) -> None:
     """Loads the replay saved with checkpoint `iteration`, if it was (else replay refills)."""
     arrays = checkpointer.load_replay(iteration)
-    if arrays is not None:
+    if arrays is None:
+        return
+    try:
         learner.replay.load_state_dict(arrays)
-        logging.info("Restored replay with %d sequences", learner.replay.size)
+    except (ValueError, KeyError) as error:  # Another configuration's replay, or a foreign file.
+        raise checkpoint.CheckpointError(
+            f"{checkpointer.replay_path} does not fit this run's replay ({error}); move it "
+            "away to refill replay instead"
+        ) from None
+    logging.info("Restored replay with %d sequences", learner.replay.size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import threading
 import time
@@ -17,6 +18,7 @@ import torch
 
 import gym_env
 from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner, build_network
+from errors import NonFiniteLossError
 from evaluator import (
     EvalActorFactory,
     EvaluatorFailure,
@@ -246,3 +248,41 @@ def test_a_pending_row_keeps_its_weights_once_the_learner_moves_on():
     assert set(state) == {"iteration", "step", "scalars", "network"}
     for key, value in snapshot.items():
         assert torch.equal(state["network"][key], value)
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_the_parallel_run_naming_iteration_and_update(limited_time):
+    learner = _learner()
+    apply_gradients = learner.apply_gradients
+
+    def diverge_at_update_40(loss):
+        if learner.num_updates + 1 == 40:
+            loss = loss * float("nan")
+        return apply_gradients(loss)
+
+    learner.apply_gradients = diverge_at_update_40
+    worker = EvalWorker(eval_factory(), learner.network)
+    evaluation = OverlappedEvaluation(worker, RecordingWriter(learner), 0, 20, log=lambda e: None)
+    trainer = _trainer(learner, lambda e: None)
+    saved = []
+    with pytest.raises(NonFiniteLossError) as raised:
+        run_parallel_training(
+            schedule=IterationSchedule(num_iterations=50, num_train_steps=100, num_eval_steps=20),
+            trainer=trainer,
+            evaluation=evaluation,
+            save_checkpoint=lambda iteration, steps: saved.append((iteration, steps)),
+        )
+    message = str(raised.value)
+    match = re.fullmatch(
+        r"the loss is nan at iteration (\d+), update 40; the run stops, keeping its last good "
+        r"checkpoint",
+        message,
+    )
+    assert match, message
+    iteration = int(match.group(1))
+    # Every finished iteration was saved, the diverging one not (no partial checkpoint).
+    assert saved == [(i, 0) for i in range(1, iteration)]
+    assert learner.num_updates == 39
+    for slot in trainer.pool.slots:
+        assert not slot.process.is_alive()
+    assert not worker.process.is_alive()

@@ -130,7 +130,13 @@ def restore(state, actor, learner, checkpointer: RunCheckpointer, run: RunConfig
     if run.save_replay:
         replay_state = checkpointer.load_replay(int(state["iteration"]))
         if replay_state is not None:
-            learner.replay.load_state_dict(replay_state)
+            try:
+                learner.replay.load_state_dict(replay_state)
+            except (ValueError, KeyError) as error:  # Another configuration's replay.
+                raise checkpoint.CheckpointError(
+                    f"{checkpointer.replay_path} does not fit this run's replay ({error}); "
+                    "move it away to refill replay instead"
+                ) from None
             logging.info("Restored replay with %d transitions", learner.replay.size)
 
 
