@@ -897,6 +897,8 @@ class ParallelTrainer:
     def __exit__(self, *exc_info) -> None:
         self.intake.stop()
         self.pool.stop()
+        if hasattr(self.learner, "close"):
+            self.learner.close()  # its prefetch threads
 
     def run_steps(
         self, num_steps: int, label: str, poll: Callable[[], None] | None = None

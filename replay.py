@@ -1404,12 +1404,29 @@ class SequenceReplay:
         slots, weights = self._sampler.sample(batch_size, importance_sampling_exponent)
         return self.gather(slots, compact), self._keys(slots), weights
 
-    def gather(self, slots: np.ndarray, compact: bool = False) -> SequenceBatch:
-        """The batch of the items in ring slots [B] (which must hold items); `compact` leaves
-        the stacking to the consumer (see SequenceBatch.frames)."""
+    def sample_items(
+        self, batch_size: int, importance_sampling_exponent: float
+    ) -> tuple[list[Sequence], np.ndarray, np.ndarray]:
+        """The cheap half of `sample`: B stored items (immutable, so any thread may turn them
+        into a batch later with `batch_of`), their keys [B] and IS weights [B]."""
+        slots, weights = self._sampler.sample(batch_size, importance_sampling_exponent)
+        return self.items_at(slots), self._keys(slots), weights
+
+    def items_at(self, slots: np.ndarray) -> list[Sequence]:
+        """The items in ring slots [B], which must hold items."""
         items = [self._items[slot] for slot in np.asarray(slots, dtype=np.int64).reshape(-1)]
         if any(item is None for item in items):
             raise IndexError("gather of an empty slot")
+        return items
+
+    def gather(self, slots: np.ndarray, compact: bool = False) -> SequenceBatch:
+        """The batch of the items in ring slots [B] (which must hold items); `compact` leaves
+        the stacking to the consumer (see SequenceBatch.frames)."""
+        return self.batch_of(self.items_at(slots), compact)
+
+    def batch_of(self, items: list[Sequence], compact: bool = False) -> SequenceBatch:
+        """The time-major batch of `items`: decoding and layout, the expensive half of
+        sampling. Reads nothing mutable, so it is safe beside `add` in another thread."""
         layout = self._layout(items)
         shape = (self._burn_in + self._sequence_length, len(items))
         mask = np.zeros(shape, dtype=bool)

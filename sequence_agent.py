@@ -66,6 +66,12 @@ class SequenceAgentConfig:
     exploration_alpha: float = 7.0
     """Exponent alpha of the actors' ε ladder ε_i = base^(1 + alpha·i/(N − 1)) over all N
     environments (R2D2 and Ape-X: 7)."""
+    prefetch_workers: int = 2
+    """Threads that decode and lay out replay batches ahead of the learner (0: in the learner
+    thread). Not in the papers: it only changes speed, never which batches are drawn."""
+    prefetch_depth: int = 2
+    """Batches sampled ahead of the learner, so their priorities are this many updates old (0:
+    sample each batch right after the previous update's priorities, fully synchronous)."""
 
     @property
     def chunk_length(self) -> int:
@@ -85,6 +91,8 @@ class SequenceAgentConfig:
             )
         if self.replay_period > self.sequence_length:
             raise ConfigError("replay_period must not exceed sequence_length (steps would be lost)")
+        if self.prefetch_workers < 0 or self.prefetch_depth < 0:
+            raise ConfigError("prefetch_workers and prefetch_depth must be non-negative")
         if not self.batch_size <= self.min_replay_size <= self.replay_capacity:
             raise ConfigError(
                 "need batch_size <= min_replay_size <= replay_capacity, got "
@@ -177,14 +185,17 @@ class ChunkRecorder:
         return chunks
 
 
-def sequence_batch_to_device(
-    batch: SequenceBatch, device: torch.device, non_blocking: bool = False
-) -> dict[str, torch.Tensor]:
+def sequence_batch_to_device(batch: SequenceBatch, device: torch.device) -> dict[str, torch.Tensor]:
     """Numpy sequence batch -> tensors on `device`: observation, every column, mask,
-    has_burn_in [B] and start_state [B, S]."""
+    has_burn_in [B] and start_state [B, S]. To a GPU through pinned memory, without blocking
+    (the copies are queued on the stream the learner's kernels follow)."""
+    cuda = torch.device(device).type == "cuda"
 
     def move(array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array).to(device, non_blocking=non_blocking)
+        tensor = torch.as_tensor(array)
+        if cuda:
+            tensor = tensor.pin_memory()
+        return tensor.to(device, non_blocking=cuda)
 
     if batch.observation is None:  # Compact: stack on the device from distinct frames.
         observation = move(batch.frames)[move(batch.frame_index)]

@@ -23,6 +23,7 @@ from exploration import actor_epsilons
 from greedy_actors import RecurrentEpsilonGreedyActor
 from learner_base import TargetNetworkLearner
 from networks.recurrent import RecurrentQNetwork, recurrent_network_for
+from prefetch import BatchPrefetcher
 from replay import Column, SequenceAssembler, SequenceReplay, sequence_priorities
 from sequence_agent import (
     ChunkRecorder,
@@ -136,6 +137,7 @@ class Learner(TargetNetworkLearner):
         super().__init__(network, replay, config, device, param_groups)
         self.assembler = assembler
         self.batch_size = config.batch_size
+        self._prefetcher: BatchPrefetcher | None = None
         self.tx_pair = value_rescaling(config)
 
     def ingest(self, chunks: list) -> int:
@@ -155,11 +157,27 @@ class Learner(TargetNetworkLearner):
     def ready(self) -> bool:
         return self.replay.size >= self.config.min_replay_size
 
+    def _batches(self) -> BatchPrefetcher:
+        """Started at the first update (replay is then non-empty)."""
+        if self._prefetcher is None:
+            self._prefetcher = BatchPrefetcher(
+                self.replay,
+                self.config.batch_size,
+                self.config.importance_sampling_exponent,
+                functools.partial(sequence_batch_to_device, device=self.device),
+                num_workers=self.config.prefetch_workers,
+                depth=self.config.prefetch_depth,
+            )
+        return self._prefetcher
+
+    def close(self) -> None:
+        """Stops the prefetch threads (a new update would start them again)."""
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
+
     def step(self) -> dict[str, float]:
-        batch, keys, weights = self.replay.sample(
-            self.config.batch_size, self.config.importance_sampling_exponent, compact=True
-        )
-        tensors = sequence_batch_to_device(batch, self.device)
+        tensors, keys, weights = self._batches().next()
         weights = torch.as_tensor(weights, device=self.device)
         mask = tensors["mask"][self.config.burn_in + 1 :]
         heads, stats = self.head_td_errors(tensors)
