@@ -22,7 +22,7 @@ from agents.r2d2 import agent as r2d2
 from main_loop import FeedLearner, IterationSchedule, run_single_thread_training
 from tracker import MetricsWriter
 
-BUDGET = 5_000  # agent steps: 8 environments, 2 iterations of 2,500
+BUDGET = 7_500  # agent steps: 8 environments, 3 iterations of 2,500
 # "Finds the reward": at least this many games reach the goal (learned, not one lucky walk).
 FOUND = 5
 SEEDS = [0, 1, 2]
