@@ -131,6 +131,25 @@ def make_sequence_replay(
     )
 
 
+def build_sequence_learner(
+    learner_class: type,
+    build_network,
+    columns: Sequence[Column],
+    config: SequenceAgentConfig,
+    observation_shape: tuple[int, ...],
+    observation_dtype: np.dtype,
+    num_actions: int,
+    seed: int,
+    device: torch.device,
+):
+    """A recurrent agent's learner: its network (by the agent's one builder) on `device`, a
+    sequence replay of its columns, and the chunk assembler. Agents bind the first three
+    arguments (functools.partial) to get their build_learner."""
+    network = build_network(config, observation_shape, num_actions).to(device)
+    replay = make_sequence_replay(config, observation_shape, observation_dtype, seed, columns)
+    return learner_class(network, replay, make_assembler(config, observation_shape), config, device)
+
+
 def make_assembler(
     config: SequenceAgentConfig, observation_shape: tuple[int, ...]
 ) -> SequenceAssembler:

@@ -15,6 +15,7 @@ Everything else is NGU's and R2D2's parts, used as they are.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import torch
@@ -25,7 +26,10 @@ from errors import ConfigError
 from exploration import BanditPolicyChooser, PolicyIndexChooser, agent57_discounts
 from networks.intrinsic import EmbeddingNetwork, RndNetworks
 from networks.recurrent import RecurrentQNetworkPair, recurrent_network_for
-from sequence_agent import make_assembler, make_sequence_replay, unroll_sequences
+from sequence_agent import (
+    build_sequence_learner,
+    unroll_sequences,
+)
 
 COLUMNS = ngu.COLUMNS  # Agent57 stores exactly what NGU stores.
 
@@ -220,15 +224,5 @@ def evaluation_actor(
     return Actor(network, epsilon, None, seed, config, policies, device)
 
 
-def build_learner(
-    config: Agent57Config,
-    observation_shape: tuple[int, ...],
-    observation_dtype: np.dtype,
-    num_actions: int,
-    seed: int,
-    device: torch.device,
-) -> Learner:
-    network = build_network(config, observation_shape, num_actions).to(device)
-    replay = make_sequence_replay(config, observation_shape, observation_dtype, seed, COLUMNS)
-    assembler = make_assembler(config, observation_shape)
-    return Learner(network, replay, assembler, config, device)
+# build_learner(config, observation_shape, observation_dtype, num_actions, seed, device)
+build_learner = functools.partial(build_sequence_learner, Learner, build_network, COLUMNS)

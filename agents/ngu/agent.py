@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections import defaultdict
 
 import numpy as np
@@ -33,9 +34,8 @@ from replay import Column
 from sequence_agent import (
     ChunkRecorder,
     SequenceAgentConfig,
+    build_sequence_learner,
     final_valid_rows,
-    make_assembler,
-    make_sequence_replay,
     unroll_sequences,
 )
 
@@ -497,15 +497,5 @@ def fixed_policy(
     return policies
 
 
-def build_learner(
-    config: NguConfig,
-    observation_shape: tuple[int, ...],
-    observation_dtype: np.dtype,
-    num_actions: int,
-    seed: int,
-    device: torch.device,
-) -> Learner:
-    network = build_network(config, observation_shape, num_actions).to(device)
-    replay = make_sequence_replay(config, observation_shape, observation_dtype, seed, COLUMNS)
-    assembler = make_assembler(config, observation_shape)
-    return Learner(network, replay, assembler, config, device)
+# build_learner(config, observation_shape, observation_dtype, num_actions, seed, device)
+build_learner = functools.partial(build_sequence_learner, Learner, build_network, COLUMNS)

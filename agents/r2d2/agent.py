@@ -29,9 +29,8 @@ from sequence_agent import (
     ChunkRecorder,
     SequenceAgentConfig,
     bootstrap_through_padding,
+    build_sequence_learner,
     forward_fill_padding,
-    make_assembler,
-    make_sequence_replay,
     masked_mean_per_sequence,
     sequence_batch_to_device,
     unroll_sequences,
@@ -268,15 +267,5 @@ class ActorFactory:
         return ladder[first_env : first_env + self.num_envs]
 
 
-def build_learner(
-    config: R2d2Config,
-    observation_shape: tuple[int, ...],
-    observation_dtype: np.dtype,
-    num_actions: int,
-    seed: int,
-    device: torch.device,
-) -> Learner:
-    network = build_network(config, observation_shape, num_actions).to(device)
-    replay = make_sequence_replay(config, observation_shape, observation_dtype, seed, COLUMNS)
-    assembler = make_assembler(config, observation_shape)
-    return Learner(network, replay, assembler, config, device)
+# build_learner(config, observation_shape, observation_dtype, num_actions, seed, device)
+build_learner = functools.partial(build_sequence_learner, Learner, build_network, COLUMNS)
