@@ -9,6 +9,7 @@ compares it with what the caller expects and raises `CheckpointError` with one l
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import re
@@ -49,7 +50,11 @@ def atomic_write(path: pathlib.Path, write_fn) -> None:
 def save(path: pathlib.Path, state: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
     """Atomically writes `state` with `metadata` (agent, game, shapes...) to `path`."""
     payload = {"metadata": {**metadata, "format_version": FORMAT_VERSION}, "state": state}
-    atomic_write(path, lambda temp: torch.save(payload, temp))
+    # Serialised in memory first: torch's own file writer reports a full disk as a
+    # RuntimeError from C++, a plain file write as the OSError callers can tell apart.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda temp: pathlib.Path(temp).write_bytes(buffer.getbuffer()))
 
 
 def load(path: pathlib.Path, expected_metadata: Mapping[str, Any]) -> dict[str, Any]:

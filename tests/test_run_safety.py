@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -191,15 +192,13 @@ def test_failed_write_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, mo
     first = checkpointer.save(1, _state(1.0))
     first_bytes = first.read_bytes()
 
-    real_save = torch.save
+    real_write = pathlib.Path.write_bytes
 
-    def disk_fills_up(obj, path, *args, **kwargs):
-        real_save(obj, path, *args, **kwargs)  # A torn, half-written temp file...
-        with open(path, "r+b") as f:
-            f.truncate(100)
+    def disk_fills_up(self, data):
+        real_write(self, bytes(data)[: len(data) // 2])  # A torn, half-written temp file...
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # ...then the disk is full.
 
-    monkeypatch.setattr(torch, "save", disk_fills_up)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", disk_fills_up)
     with pytest.raises(checkpoint.CheckpointError) as raised:
         checkpointer.save(2, _state(2.0))
     message = str(raised.value)

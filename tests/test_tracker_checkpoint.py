@@ -302,12 +302,13 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
     checkpoint.save(path, {"value": torch.ones(3)}, METADATA)
     before = path.read_bytes()
 
-    def failing_save(obj, f, *args, **kwargs):
-        with open(f, "wb") as out:
-            out.write(b"half a checkpoint")
+    real_write = pathlib.Path.write_bytes
+
+    def failing_write(self, data):
+        real_write(self, b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", failing_write)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save(path, {"value": torch.zeros(3)}, METADATA)
     assert path.read_bytes() == before
