@@ -12,6 +12,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from absl import flags, logging
 
 import atari_scores
@@ -261,3 +262,15 @@ def config_from_checkpoint(config_cls: type, state: dict[str, Any]) -> Any:
         return config_cls(**saved)
     except UserError as error:
         raise checkpoint.CheckpointError(f"its config is invalid: {error}") from None
+
+
+def network_from_checkpoint(
+    state: dict[str, Any], config_cls: type, build_network: Callable, env
+) -> tuple[Any, Any, Any]:
+    """(config, network, device): the agent's network as its builder makes it for `env`, with
+    the checkpoint's weights, in evaluation mode on the best device."""
+    config = config_from_checkpoint(config_cls, state)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    network = build_network(config, env.observation_shape, env.num_actions).to(device)
+    checkpoint.load_module_state(network, state["learner"]["network"], "network")
+    return config, network.eval(), device

@@ -10,9 +10,9 @@ from __future__ import annotations
 from absl import flags, logging
 
 from agents.agent57.agent import Agent57Config, build_network, evaluation_actor
-from checkpoint import CheckpointError, load_module_state
-from evaluation import config_from_checkpoint, define_eval_flags, run_evaluation
-from experiment import resolve_device, run_cli
+from checkpoint import CheckpointError
+from evaluation import define_eval_flags, network_from_checkpoint, run_evaluation
+from experiment import run_cli
 from exploration import SlidingWindowUcb
 
 FLAGS = flags.FLAGS
@@ -41,11 +41,7 @@ def evaluator_best_arm(state: dict, config: Agent57Config) -> int:
 
 
 def make_actor(state, env):
-    config: Agent57Config = config_from_checkpoint(Agent57Config, state)
-    device = resolve_device("auto")
-    network = build_network(config, env.observation_shape, env.num_actions).to(device)
-    load_module_state(network, state["learner"]["network"], "network")
-    network.eval()
+    config, network, device = network_from_checkpoint(state, Agent57Config, build_network, env)
     arm = FLAGS.policy_index
     if arm is None:
         arm = evaluator_best_arm(state, config)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from absl import flags
 
 from agents.ngu.agent import NguConfig, build_network, evaluation_actor
-from checkpoint import load_module_state
-from evaluation import config_from_checkpoint, define_eval_flags, run_evaluation
-from experiment import resolve_device, run_cli
+from evaluation import define_eval_flags, network_from_checkpoint, run_evaluation
+from experiment import run_cli
 
 FLAGS = flags.FLAGS
 define_eval_flags()
@@ -26,11 +25,7 @@ flags.DEFINE_integer(
 
 
 def make_actor(state, env):
-    config: NguConfig = config_from_checkpoint(NguConfig, state)
-    device = resolve_device("auto")
-    network = build_network(config, env.observation_shape, env.num_actions).to(device)
-    load_module_state(network, state["learner"]["network"], "network")
-    network.eval()
+    config, network, device = network_from_checkpoint(state, NguConfig, build_network, env)
     return evaluation_actor(
         network, config, FLAGS.eval_epsilon, FLAGS.policy_index, FLAGS.seed, device
     )

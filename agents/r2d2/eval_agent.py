@@ -8,9 +8,8 @@ from __future__ import annotations
 from absl import flags
 
 from agents.r2d2.agent import R2d2Config, build_network
-from checkpoint import load_module_state
-from evaluation import config_from_checkpoint, define_eval_flags, run_evaluation
-from experiment import resolve_device, run_cli
+from evaluation import define_eval_flags, network_from_checkpoint, run_evaluation
+from experiment import run_cli
 from greedy_actors import RecurrentEpsilonGreedyActor
 
 FLAGS = flags.FLAGS
@@ -18,11 +17,7 @@ define_eval_flags()
 
 
 def make_actor(state, env) -> RecurrentEpsilonGreedyActor:
-    config = config_from_checkpoint(R2d2Config, state)
-    device = resolve_device("auto")
-    network = build_network(config, env.observation_shape, env.num_actions).to(device)
-    load_module_state(network, state["learner"]["network"], "network")
-    network.eval()
+    _, network, device = network_from_checkpoint(state, R2d2Config, build_network, env)
     return RecurrentEpsilonGreedyActor(network, FLAGS.eval_epsilon, FLAGS.seed, device)
 
 
