@@ -574,3 +574,45 @@ def test_learner_threads_respect_omp_num_threads(monkeypatch):
     threads, _ = _threads(monkeypatch, cores=8, num_actors=2, omp="1")
     assert threads.use(actors_throttled=False) == 1
     assert all(threads.use(actors_throttled=True) == 1 for _ in range(20))
+
+
+class _NotStarted:
+    """Stands in for a Process: records its arguments, never runs."""
+
+    def __init__(self, target, args, name, daemon) -> None:
+        self.args = args
+
+    def start(self) -> None:
+        pass
+
+
+def _actor_seeds(monkeypatch, resume_point: int, restarts: int) -> list[int]:
+    pool = ActorPool(ParallelConfig(num_actors=3), None, None, seed=1)
+    pool.resume_point = resume_point
+    monkeypatch.setattr(pool.context, "Process", _NotStarted)
+    slots = [pool._spawn(index, restarts) for index in range(3)]
+    for slot in slots:
+        slot.reader.close()
+    return [slot.process.args[1] for slot in slots]
+
+
+def test_actor_streams_are_new_after_a_restart_and_after_a_resume(monkeypatch):
+    fresh = _actor_seeds(monkeypatch, resume_point=0, restarts=0)
+    restarted = _actor_seeds(monkeypatch, resume_point=0, restarts=1)
+    resumed = _actor_seeds(monkeypatch, resume_point=12_000, restarts=0)
+    assert len(set(fresh + restarted + resumed)) == 9  # No stream is used twice.
+    assert _actor_seeds(monkeypatch, resume_point=0, restarts=0) == fresh  # Reproducible.
+
+
+def test_resumed_trainer_names_its_resume_point(monkeypatch):
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # Leave this process's.
+    trainer = ParallelTrainer(
+        ParallelConfig(num_actors=1, learner_threads=1),
+        None,
+        _cartpole_learner(),
+        seed=0,
+    )
+    trainer.load_state_dict(
+        {"total_steps": 12_000, "actor_steps": {}, "actor_episodes": {}, "actor_states": {}}
+    )
+    assert trainer.pool.resume_point == 12_000
