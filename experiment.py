@@ -492,7 +492,12 @@ def define_config_flags(
             "docstring under each saying what it means, in which unit, and the paper's value"
         )
     defaults = defaults or {}
-    definers = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}
+    definers = {
+        bool: flags.DEFINE_bool,
+        int: flags.DEFINE_integer,
+        float: flags.DEFINE_float,
+        str: flags.DEFINE_string,
+    }
     for field in dataclasses.fields(config_cls):
         kind = type(field.default)
         if kind not in definers:

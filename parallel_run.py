@@ -2,12 +2,15 @@
 learner, the actor factory and the evaluation actor, resume from the latest checkpoint, and run
 the parallel loop with checkpoints, CSV and TensorBoard.
 
-An agent plugs in through a `ParallelAgent`: its name, config, and three builders.
+An agent plugs in through a `ParallelAgent`: its name, config, and three builders. Where the
+actors run (--backend: processes on this machine, or Ray actors in a Ray cluster) is chosen
+here, so every agent runs on both with the same flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,13 +18,73 @@ from absl import flags, logging
 
 import checkpoint
 import hyperparameters
+from errors import UserError
 from evaluator import EvalWorker, OverlappedEvaluation
-from experiment import RunCheckpointer, RunConfig, run_metadata, seed_everything
-from main_loop import IterationSchedule, ParallelConfig, ParallelTrainer, run_parallel_training
+from experiment import (
+    RunCheckpointer,
+    RunConfig,
+    config_from_flags,
+    define_config_flags,
+    run_metadata,
+    seed_everything,
+)
+from main_loop import (
+    IterationSchedule,
+    ParallelConfig,
+    ParallelTrainer,
+    PoolFactory,
+    process_pool,
+    run_parallel_training,
+)
 from seeding import derive_seed
 from tracker import MetricsWriter
 
 FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendConfig:
+    """Where the actors run. Not a hyperparameter: a run may resume on the other backend."""
+
+    backend: str = "process"
+    """Where the actors run: 'process' (spawned processes on this machine; needs no Ray) or
+    'ray' (Ray actors placed anywhere in a Ray cluster, the learner staying in this process on
+    the head node). Checkpoints, --resume, CSV and TensorBoard are the same for both."""
+    ray_address: str = ""
+    """With --backend=ray: the Ray cluster to join, 'auto' (the one `ray start` started on this
+    machine, or RAY_ADDRESS) or host:port of its head; empty starts a Ray instance on this
+    machine, bound to the loopback address, and stops it when the run ends."""
+    ray_cpus_per_actor: float = 1.0
+    """With --backend=ray: CPUs Ray reserves for each actor (fractions allowed: 0.5 puts two
+    actors on a core); the cluster needs --num_actors times this many."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("process", "ray"):
+            raise UserError(f"backend must be 'process' or 'ray', got {self.backend!r}")
+        if self.ray_cpus_per_actor <= 0:
+            raise UserError(f"ray_cpus_per_actor must be positive, got {self.ray_cpus_per_actor}")
+        if self.ray_address and not _is_ray_address(self.ray_address):
+            raise UserError(
+                f"ray_address must be empty, 'auto' or host:port (the head's `ray start` "
+                f"address, e.g. 10.0.0.5:6379), got {self.ray_address!r}"
+            )
+        if self.backend == "process" and (self.ray_address or self.ray_cpus_per_actor != 1.0):
+            raise UserError("ray_address and ray_cpus_per_actor only apply with --backend=ray")
+
+    def pool_factory(self) -> PoolFactory:
+        if self.backend == "process":
+            return process_pool
+        import ray_backend  # Imports Ray: only this backend needs it.
+
+        return ray_backend.ray_pool_factory(self.ray_address, self.ray_cpus_per_actor)
+
+
+def _is_ray_address(address: str) -> bool:
+    match = re.fullmatch(r"([\w.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", address)
+    return address == "auto" or (match is not None and 0 < int(match.group(2)) < 65536)
+
+
+define_config_flags(BackendConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +105,7 @@ class ParallelAgent:
 
 
 def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelConfig) -> None:
+    backend = config_from_flags(BackendConfig)
     seed_everything(run.seed)
     with run.eval_env_spec.create(1, run.seed) as probe:
         metadata = run_metadata(agent.name, run.environment_name, probe)
@@ -62,7 +126,9 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
     replay_seed = derive_seed(run.seed, "replay", resume_point)
     learner = agent.build_learner(agent.config, shape, dtype, num_actions, replay_seed, run.device)
     factory = agent.actor_factory(agent.config, run.env_spec, run.num_envs, parallel.num_actors)
-    trainer = ParallelTrainer(parallel, factory, learner, run.seed)
+    trainer = ParallelTrainer(
+        parallel, factory, learner, run.seed, pool_factory=backend.pool_factory()
+    )
     start_iteration, steps_into = 0, 0
     if state is not None:
         learner.load_state_dict(state["learner"])
@@ -109,11 +175,12 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
         checkpointer.save(completed_iterations, state, steps_into_next)
 
     logging.info(
-        "%s on %s: %d actors x %d envs, learner on %s",
+        "%s on %s: %d actors x %d envs (%s backend), learner on %s",
         agent.name.upper(),
         run.environment_name,
         parallel.num_actors,
         run.num_envs,
+        backend.backend,
         run.device,
     )
     try:

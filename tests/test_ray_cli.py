@@ -1,0 +1,308 @@
+"""End-to-end tests of the Ray backend (--backend=ray) through R2D2's command line:
+- a tiny Pong run with 2 Ray actors on a Ray instance it starts itself: Ctrl-C writes a
+  partial checkpoint and leaves no Ray process and no shared memory behind, --resume
+  finishes the run, and eval_agent plays its checkpoint;
+- a simulated two-node cluster (ray.cluster_utils.Cluster) that a run joins: its actors run
+  on both nodes and the run finishes.
+
+Loopback only: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (set before Ray is imported, here and in
+the runs) makes every Ray node bind to 127.0.0.1. The tests join no cluster they did not
+start, and stop only what they started. Processes are found through /proc (Linux)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Before anything imports Ray.
+
+import pathlib
+import signal
+import subprocess
+import time
+
+import cli_support
+import pytest
+from cli_support import REPO, check_ok, load_checkpoint, read_csv, subprocess_env
+
+ray = pytest.importorskip("ray")
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+pytestmark = [
+    pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc"),
+    pytest.mark.slow,
+]
+
+TINY = [
+    "--backend=ray",
+    "--num_actors=2",
+    "--num_envs=2",
+    "--batch_size=4",
+    "--min_replay_size=8",
+    "--replay_capacity=100",
+    "--burn_in=8",
+    "--sequence_length=16",
+    "--replay_period=8",
+    "--device=cpu",
+    "--seed=5",
+]
+
+
+def _dir_flags(root: pathlib.Path) -> list[str]:
+    return [f"--checkpoint_dir={root / 'checkpoints'}", f"--tensorboard_dir={root / 'tb'}"]
+
+
+def _ray_env() -> dict[str, str]:
+    return {**subprocess_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _start(args: list[str], log_path: pathlib.Path) -> subprocess.Popen:
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            cli_support.command("r2d2", "run_atari", args),
+            cwd=REPO,
+            env=_ray_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Its own process group, as a shell gives a job.
+        )
+
+
+def _run(module: str, args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cli_support.command("r2d2", module, args),
+        cwd=REPO,
+        env=_ray_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Processes and shared memory, through /proc and /dev/shm
+# --------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, start time) of a process, or None if there is no such process."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # The name in (...) may hold spaces.
+    return int(fields[1]), int(fields[19])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (ppid, start time, command line) of every process."""
+    found = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))):
+            found[int(entry.name)] = (*stat, _cmdline(int(entry.name)))
+    return found
+
+
+def _started_by(pid: int) -> dict[int, tuple[int, str]]:
+    """pid -> (start time, command line) of every process the run started: its descendants,
+    and the Ray processes of the session named after its pid (in case one was re-parented)."""
+    processes = _processes()
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, start, _) in processes.items():
+            if ppid == parent and child not in found:
+                found[child] = (start, processes[child][2])
+                frontier.append(child)
+    session = f"_{pid} "  # Ray names a session session_<date>_<time>_<micros>_<driver pid>.
+    for other, (_, start, command) in processes.items():
+        if "/tmp/ray/session_" in command and session in command.replace("/", " "):
+            found[other] = (start, command)
+    return found
+
+
+def _running(pid: int, start_time: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[1] == start_time
+
+
+def _wait_gone(processes: dict[int, tuple[int, str]], timeout: float = 15) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid, (start, _) in processes.items() if _running(pid, start)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def _kill_leftovers(process: subprocess.Popen, started: dict[int, tuple[int, str]]) -> None:
+    """Test cleanup after a failure: the run and what it started, by pid."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    for pid, (start, _) in started.items():
+        if _running(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _shm_entries() -> dict[str, float]:
+    shm = pathlib.Path("/dev/shm")
+    entries = {}
+    for path in shm.iterdir() if shm.is_dir() else []:
+        try:
+            entries[path.name] = path.stat().st_ctime
+        except OSError:
+            continue  # Removed meanwhile.
+    return entries
+
+
+def _wait_for(path: pathlib.Path, process: subprocess.Popen, log: pathlib.Path, timeout=150):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the run ended early:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {path.name}:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------------------
+# Train, Ctrl-C, resume, evaluate
+# --------------------------------------------------------------------------------------
+
+
+def test_ray_run_is_interrupted_cleanly_resumes_and_evaluates(tmp_path):
+    num_train_steps = 1_000
+    args = [
+        *TINY,
+        "--num_iterations=2",
+        f"--num_train_steps={num_train_steps}",
+        "--num_eval_steps=100",
+        *_dir_flags(tmp_path),
+    ]
+    run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong" / "seed_5"
+    log_path = tmp_path / "run.log"
+    shm_before = _shm_entries()
+    process = _start(args, log_path)
+    started: dict[int, tuple[int, str]] = {}
+    try:
+        _wait_for(run_dir / "iteration_0001.ckpt", process, log_path)
+        started = _started_by(process.pid)
+        time.sleep(1.0)  # Into iteration 2.
+        interrupted_at = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)  # A terminal's Ctrl-C reaches the whole job.
+        code = process.wait(timeout=30)
+        exit_seconds = time.monotonic() - interrupted_at
+        exited_at = time.time()
+        log = log_path.read_text()
+        assert code == 130, log[-3000:]
+        assert exit_seconds < 15, exit_seconds
+        assert "Traceback" not in log, log[-3000:]
+        assert log.rstrip().endswith("interrupted")
+        assert "Ray: 2 actors on 1 node(s)" in log
+        commands = [command for _, command in started.values()]
+        assert sum("gcs_server" in c or "raylet" in c for c in commands) >= 2, commands
+        assert _wait_gone(started) == [], {pid: started[pid] for pid in _wait_gone(started)}
+    finally:
+        _kill_leftovers(process, started)
+    new_shm = {
+        name
+        for name, ctime in _shm_entries().items()
+        if name not in shm_before and ctime <= exited_at + 1  # Not some later process's.
+    }
+    assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
+
+    assert sorted(p.name for p in run_dir.glob("*.ckpt")) == [
+        "iteration_0001.ckpt",
+        "iteration_0002.partial.ckpt",
+    ]
+    first = load_checkpoint(run_dir / "iteration_0001.ckpt")["state"]
+    assert first["trainer"]["actor_restarts"] == [0, 0]
+    assert set(first["trainer"]["actor_steps"]) == {"0", "1"}  # Both Ray actors delivered.
+    assert first["learner"]["num_updates"] > 0
+    partial = load_checkpoint(run_dir / "iteration_0002.partial.ckpt")["state"]
+    assert partial["iteration"] == 1 and partial["steps_into_iteration"] > 0
+
+    result = _run("run_atari", [*args, "--resume"])
+    check_ok(result)
+    assert "iteration_0002.partial.ckpt" in result.stderr
+    assert sorted(p.name for p in run_dir.glob("*.ckpt")) == [
+        "iteration_0001.ckpt",
+        "iteration_0002.ckpt",
+    ]
+    final = load_checkpoint(run_dir / "iteration_0002.ckpt")["state"]
+    total = final["trainer"]["total_steps"]
+    assert 2 * num_train_steps <= total < 2 * num_train_steps + 100
+    assert final["learner"]["num_updates"] > partial["learner"]["num_updates"]
+    rows = read_csv(run_dir / "results.csv")
+    assert [r["iteration"] for r in rows] == ["1", "2"]
+    assert int(rows[1]["step"]) == total
+    assert all(float(r["actors/restarts"]) == 0 for r in rows)
+    assert list((tmp_path / "tb" / "r2d2" / "Pong" / "seed_5").glob("events.out.tfevents.*"))
+
+    recordings = tmp_path / "recordings"
+    result = _run(
+        "eval_agent",
+        [
+            f"--checkpoint_dir={tmp_path / 'checkpoints'}",
+            f"--recording_dir={recordings}",
+            "--num_eval_steps=50",
+            "--seed=5",
+        ],
+    )
+    check_ok(result)
+    assert "iteration_0002.ckpt" in result.stderr
+    assert len(list(recordings.glob("*.mp4"))) == 1
+
+
+# --------------------------------------------------------------------------------------
+# Two nodes
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_node_cluster():
+    """A head and a worker node on this machine, one CPU each, stopped after the test."""
+    cluster = cluster_utils.Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def test_run_joins_a_two_node_cluster_and_uses_both_nodes(tmp_path, two_node_cluster):
+    result = _run(
+        "run_atari",
+        [
+            *TINY,
+            "--environment_name=CartPole-v1",
+            f"--ray_address={two_node_cluster.address}",
+            "--num_iterations=1",
+            "--num_train_steps=400",
+            "--num_eval_steps=0",
+            *_dir_flags(tmp_path),
+        ],
+    )
+    check_ok(result)
+    # One CPU per node and one per actor: the actors can only run on different nodes.
+    assert "Ray: 2 actors on 2 node(s)" in result.stderr
+    assert f"joined the cluster at {two_node_cluster.address}" in result.stderr
+    run_dir = tmp_path / "checkpoints" / "r2d2" / "CartPole-v1" / "seed_5"
+    rows = read_csv(run_dir / "results.csv")
+    assert [r["iteration"] for r in rows] == ["1"]
+    trainer = load_checkpoint(run_dir / "iteration_0001.ckpt")["state"]["trainer"]
+    assert set(trainer["actor_steps"]) == {"0", "1"}
+    # The run left the cluster it joined running.
+    dead = [kind for node in two_node_cluster.list_all_nodes() for kind, _ in node.dead_processes()]
+    assert not [kind for kind in dead if kind in ("gcs_server", "raylet")], dead
