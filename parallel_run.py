@@ -25,6 +25,7 @@ from experiment import (
     RunConfig,
     config_from_flags,
     define_config_flags,
+    define_run_flags,
     run_metadata,
     seed_everything,
 )
@@ -209,3 +210,31 @@ def restore_replay(learner, checkpointer: RunCheckpointer, iteration: int) -> No
             "away to refill replay instead"
         ) from None
     logging.info("Restored replay with %d sequences", learner.replay.size)
+
+
+def define_agent_flags(
+    config_cls: type,
+    run_defaults: dict[str, Any],
+    parallel_defaults: dict[str, Any] | None = None,
+) -> None:
+    """A multi-process agent's flags: the shared run flags with the agent's defaults, one flag
+    per field of its config, and the parallel loop's (with the agent's defaults)."""
+    define_run_flags(run_defaults)
+    define_config_flags(config_cls)
+    define_config_flags(ParallelConfig, defaults=parallel_defaults)
+
+
+def run_agent_from_flags(
+    name: str,
+    config_cls: type,
+    build_learner: Callable[..., Any],
+    actor_factory: Callable[..., Any],
+    eval_factory: Callable[[Any, RunConfig], Any],
+    **atari_overrides: Any,
+) -> None:
+    """A run_atari.py's main(): the agent's config from the flags, then the shared run."""
+    agent = ParallelAgent(
+        name, config_from_flags(config_cls), build_learner, actor_factory, eval_factory
+    )
+    run = RunConfig.from_flags(name, **atari_overrides)
+    run_parallel_agent(agent, run, config_from_flags(ParallelConfig))

@@ -16,24 +16,12 @@ from agents.agent57.agent import (
     build_network,
     evaluation_actor,
 )
+from agents.ngu.agent import PARALLEL_DEFAULTS, RUN_DEFAULTS
 from evaluator import EvalActorFactory
-from experiment import (
-    RunConfig,
-    config_from_flags,
-    define_config_flags,
-    define_run_flags,
-    run_cli,
-)
-from main_loop import ParallelConfig
-from parallel_run import ParallelAgent, run_parallel_agent
+from experiment import RunConfig, run_cli
+from parallel_run import define_agent_flags, run_agent_from_flags
 
-# NGU's Atari settings, which Agent57 keeps: one frame, the full action set, raw rewards, a
-# lost life is not an episode end, parameters fetched every 100 steps.
-define_run_flags(
-    {"clip_rewards": False, "full_action_space": True, "num_envs": 16, "eval_epsilon": 0.01}
-)
-define_config_flags(Agent57Config)
-define_config_flags(ParallelConfig, defaults={"actor_update_interval": 100})
+define_agent_flags(Agent57Config, RUN_DEFAULTS, PARALLEL_DEFAULTS)  # NGU's Atari settings
 
 
 def evaluator_factory(config: Agent57Config, run: RunConfig) -> EvalActorFactory:
@@ -47,15 +35,9 @@ def evaluator_factory(config: Agent57Config, run: RunConfig) -> EvalActorFactory
 
 
 def main() -> None:
-    agent = ParallelAgent(
-        name="agent57",
-        config=config_from_flags(Agent57Config),
-        build_learner=build_learner,
-        actor_factory=ActorFactory,
-        eval_factory=evaluator_factory,
+    run_agent_from_flags(
+        "agent57", Agent57Config, build_learner, ActorFactory, evaluator_factory, frame_stack=1
     )
-    run = RunConfig.from_flags("agent57", frame_stack=1)
-    run_parallel_agent(agent, run, config_from_flags(ParallelConfig))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,17 @@ from sequence_agent import (
 
 CPU = r2d2.CPU
 
+# NGU's Atari settings (Table 8), which Agent57 keeps: one frame (no stacking, set by the run
+# scripts), the full action set, raw rewards, a lost life is not an episode end, evaluation
+# ε 0.01; actors fetch parameters every 100 steps (Table 6).
+RUN_DEFAULTS = {
+    "clip_rewards": False,
+    "full_action_space": True,
+    "num_envs": 16,
+    "eval_epsilon": 0.01,
+}
+PARALLEL_DEFAULTS = {"actor_update_interval": 100}
+
 # NGU stores, beside R2D2's columns, the intrinsic reward INTO each observation (fed back to
 # the network like the extrinsic one), the policy index j and μ(a_t), Retrace's denominator.
 COLUMNS = (

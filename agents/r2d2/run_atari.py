@@ -13,23 +13,15 @@ import torch
 
 from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner, build_network
 from evaluator import EvalActorFactory
-from experiment import (
-    RunConfig,
-    config_from_flags,
-    define_config_flags,
-    define_run_flags,
-    run_cli,
-)
+from experiment import RunConfig, run_cli
 from greedy_actors import RecurrentEpsilonGreedyActor
-from main_loop import ParallelConfig
-from parallel_run import ParallelAgent, run_parallel_agent
+from parallel_run import define_agent_flags, run_agent_from_flags
 
 # R2D2 plays the full action set on raw rewards; a lost life is not an episode end.
-define_run_flags(
-    {"clip_rewards": False, "full_action_space": True, "num_envs": 16, "eval_epsilon": 0.001}
+define_agent_flags(
+    R2d2Config,
+    {"clip_rewards": False, "full_action_space": True, "num_envs": 16, "eval_epsilon": 0.001},
 )
-define_config_flags(R2d2Config)
-define_config_flags(ParallelConfig)
 
 
 def evaluation_actor_factory(config: R2d2Config, run: RunConfig) -> EvalActorFactory:
@@ -44,14 +36,7 @@ def evaluation_actor_factory(config: R2d2Config, run: RunConfig) -> EvalActorFac
 
 
 def main() -> None:
-    agent = ParallelAgent(
-        name="r2d2",
-        config=config_from_flags(R2d2Config),
-        build_learner=build_learner,
-        actor_factory=ActorFactory,
-        eval_factory=evaluation_actor_factory,
-    )
-    run_parallel_agent(agent, RunConfig.from_flags("r2d2"), config_from_flags(ParallelConfig))
+    run_agent_from_flags("r2d2", R2d2Config, build_learner, ActorFactory, evaluation_actor_factory)
 
 
 if __name__ == "__main__":
