@@ -1,7 +1,7 @@
 """End-to-end tests of the Ray backend (--backend=ray) through R2D2's command line:
-- a tiny Pong run with 2 Ray actors on a Ray instance it starts itself: Ctrl-C writes a
-  partial checkpoint and leaves no Ray process and no shared memory behind, --resume
-  finishes the run, and eval_agent plays its checkpoint;
+- a tiny CartPole run with 2 Ray actors on a Ray instance it starts itself trains, evaluates
+  and checkpoints; Ctrl-C writes a partial checkpoint and leaves no Ray process and no shared
+  memory behind, and --resume finishes the run;
 - a simulated two-node cluster (ray.cluster_utils.Cluster) that a run joins: its actors run
   on both nodes and the run finishes.
 
@@ -173,20 +173,21 @@ def _wait_for(path: pathlib.Path, process: subprocess.Popen, log: pathlib.Path, 
 
 
 # --------------------------------------------------------------------------------------
-# Train, Ctrl-C, resume, evaluate
+# Train, evaluate, Ctrl-C, resume
 # --------------------------------------------------------------------------------------
 
 
-def test_ray_run_is_interrupted_cleanly_resumes_and_evaluates(tmp_path):
+def test_ray_run_is_interrupted_cleanly_and_resume_finishes_it(tmp_path):
     num_train_steps = 1_000
     args = [
         *TINY,
-        "--num_iterations=2",
+        "--environment_name=CartPole-v1",  # Evaluation games end within 200 steps.
+        "--num_iterations=3",
         f"--num_train_steps={num_train_steps}",
-        "--num_eval_steps=100",
+        "--num_eval_steps=200",
         *_dir_flags(tmp_path),
     ]
-    run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong" / "seed_5"
+    run_dir = tmp_path / "checkpoints" / "r2d2" / "CartPole-v1" / "seed_5"
     log_path = tmp_path / "run.log"
     shm_before = _shm_entries()
     process = _start(args, log_path)
@@ -194,7 +195,7 @@ def test_ray_run_is_interrupted_cleanly_resumes_and_evaluates(tmp_path):
     try:
         _wait_for(run_dir / "iteration_0001.ckpt", process, log_path)
         started = _started_by(process.pid)
-        time.sleep(1.0)  # Into iteration 2.
+        time.sleep(0.5)  # Into iteration 2 (or 3 on a slow machine).
         interrupted_at = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)  # A terminal's Ctrl-C reaches the whole job.
         code = process.wait(timeout=30)
@@ -218,47 +219,30 @@ def test_ray_run_is_interrupted_cleanly_resumes_and_evaluates(tmp_path):
     }
     assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
 
-    assert sorted(p.name for p in run_dir.glob("*.ckpt")) == [
-        "iteration_0001.ckpt",
-        "iteration_0002.partial.ckpt",
-    ]
     first = load_checkpoint(run_dir / "iteration_0001.ckpt")["state"]
     assert first["trainer"]["actor_restarts"] == [0, 0]
     assert set(first["trainer"]["actor_steps"]) == {"0", "1"}  # Both Ray actors delivered.
     assert first["learner"]["num_updates"] > 0
-    partial = load_checkpoint(run_dir / "iteration_0002.partial.ckpt")["state"]
-    assert partial["iteration"] == 1 and partial["steps_into_iteration"] > 0
+    [partial_path] = run_dir.glob("*.partial.ckpt")
+    partial = load_checkpoint(partial_path)["state"]
+    assert partial["steps_into_iteration"] > 0
 
     result = _run("run_atari", [*args, "--resume"])
     check_ok(result)
-    assert "iteration_0002.partial.ckpt" in result.stderr
-    assert sorted(p.name for p in run_dir.glob("*.ckpt")) == [
-        "iteration_0001.ckpt",
-        "iteration_0002.ckpt",
-    ]
-    final = load_checkpoint(run_dir / "iteration_0002.ckpt")["state"]
+    assert partial_path.name in result.stderr  # Resumed from the partial one.
+    assert not list(run_dir.glob("*.partial.ckpt"))
+    final = load_checkpoint(run_dir / "iteration_0003.ckpt")["state"]
     total = final["trainer"]["total_steps"]
-    assert 2 * num_train_steps <= total < 2 * num_train_steps + 100
+    assert 3 * num_train_steps <= total < 3 * num_train_steps + 100
     assert final["learner"]["num_updates"] > partial["learner"]["num_updates"]
     rows = read_csv(run_dir / "results.csv")
-    assert [r["iteration"] for r in rows] == ["1", "2"]
-    assert int(rows[1]["step"]) == total
-    assert all(float(r["actors/restarts"]) == 0 for r in rows)
-    assert list((tmp_path / "tb" / "r2d2" / "Pong" / "seed_5").glob("events.out.tfevents.*"))
-
-    recordings = tmp_path / "recordings"
-    result = _run(
-        "eval_agent",
-        [
-            f"--checkpoint_dir={tmp_path / 'checkpoints'}",
-            f"--recording_dir={recordings}",
-            "--num_eval_steps=50",
-            "--seed=5",
-        ],
-    )
-    check_ok(result)
-    assert "iteration_0002.ckpt" in result.stderr
-    assert len(list(recordings.glob("*.mp4"))) == 1
+    assert [r["iteration"] for r in rows] == ["1", "2", "3"]
+    assert int(rows[-1]["step"]) == total
+    for row in rows:
+        assert float(row["actors/restarts"]) == 0
+        assert float(row["learner/updates_per_second"]) > 0
+        assert float(row["eval/num_episodes"]) > 0  # The evaluation process played games.
+    assert list((tmp_path / "tb" / "r2d2" / "CartPole-v1" / "seed_5").glob("events.out.*"))
 
 
 # --------------------------------------------------------------------------------------
