@@ -23,6 +23,7 @@ implements.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import multiprocessing as std_mp
@@ -176,7 +177,12 @@ class EvalWorker:
         start_without_sigint(self.process)
         child.close()  # Ours closed, the learner sees EOF when the child dies.
         if self.pending is not None:
-            self.connection.send(self.pending)
+            self._send(self.pending)
+
+    def _send(self, request: EvalRequest) -> None:
+        # If it died already, check_health restarts it, and the restart sends this again.
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.connection.send(request)
 
     def submit(self, network: torch.nn.Module, iteration: int, num_steps: int, seed: int) -> None:
         """Snapshots `network` and asks for its evaluation. Only one may be outstanding."""
@@ -184,7 +190,7 @@ class EvalWorker:
             raise RuntimeError(f"evaluation of iteration {self.pending.iteration} still pending")
         version = self.snapshot.publish(network)
         self.pending = EvalRequest(iteration, version, num_steps, seed, self.actor_state)
-        self.connection.send(self.pending)
+        self._send(self.pending)
 
     def receive(self, timeout: float) -> list[EvalResult]:
         """The finished evaluation, if one arrives within `timeout` seconds."""

@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from absl import logging
+
 from errors import UserError
 
 # RunConfig fields that shape learning or evaluation, by flag name.
@@ -48,13 +50,21 @@ def collect(run, *configs: Any) -> dict[str, Any]:
 
 
 def check_resume(
-    saved: Mapping[str, Any], current: Mapping[str, Any], allowed: Collection[str], source: str
+    saved: Mapping[str, Any] | None,
+    current: Mapping[str, Any],
+    allowed: Collection[str],
+    source: str,
 ) -> dict[str, tuple[Any, Any]]:
     """Raises ConfigChangeError listing the hyperparameters that differ from `saved` (those of
     the checkpoint at `source`) and are not in `allowed`; returns the allowed changes.
 
-    Names in `allowed` must be hyperparameters: a typo would otherwise allow nothing.
+    Names in `allowed` must be hyperparameters: a typo would otherwise allow nothing. A
+    checkpoint written before hyperparameters were saved (`saved` None) is let through with a
+    warning.
     """
+    if saved is None:
+        logging.warning("%s holds no hyperparameters to compare with; not checked", source)
+        return {}
     unknown = sorted(set(allowed) - set(current))
     if unknown:
         raise ConfigChangeError(
@@ -69,7 +79,9 @@ def check_resume(
     }
     refused = [name for name in changes if name not in allowed]
     if refused:
-        listed = ", ".join(f"{name} {changes[name][0]!r} -> {changes[name][1]!r}" for name in refused)
+        listed = ", ".join(
+            f"{name} {changes[name][0]!r} -> {changes[name][1]!r}" for name in refused
+        )
         raise ConfigChangeError(
             f"--resume with hyperparameters that differ from {source}: {listed}; pass "
             f"--allow_config_change={','.join(refused)} to accept "

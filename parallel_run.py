@@ -117,7 +117,7 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
     state = checkpointer.load_latest()
     if state is not None:
         hyperparameters.check_resume(
-            state["hyperparameters"],
+            state.get("hyperparameters"),
             settings,
             FLAGS.allow_config_change,
             str(checkpointer.resume_path),
@@ -156,7 +156,7 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
     )
     evaluation = OverlappedEvaluation(worker, writer, run.seed, run.num_eval_steps)
     if state is not None:
-        evaluation.load_state_dict(state["evaluation"], learner.network)
+        evaluation.load_state_dict(state.get("evaluation", {}), learner.network)
 
     def save(completed_iterations: int, steps_into_next: int) -> None:
         if run.save_replay and steps_into_next == 0:

@@ -45,7 +45,7 @@ def main() -> None:
     state = checkpointer.load_latest()
     if state is not None:
         hyperparameters.check_resume(
-            state["hyperparameters"],
+            state.get("hyperparameters"),
             settings,
             FLAGS.allow_config_change,
             str(checkpointer.resume_path),
