@@ -404,13 +404,17 @@ class RaySession:
         self.address = address
         self.num_actors = num_actors
         self.cpus_per_actor = cpus_per_actor
-        self.started_instance = False
+        self.connected = False
         self.ray = None
 
     def open(self) -> RaySession:
         if not self.address:  # Checked before a local instance takes seconds to start.
             require_cpus(len(os.sched_getaffinity(0)), self.num_actors, self.cpus_per_actor)
         self.ray = import_ray(local=not self.address)
+        if self.address:
+            self._check_answers()
+        if self.ray.is_initialized():  # Someone else's connection: not ours to use or close.
+            raise RaySetupError("Ray is already initialised in this process")
         try:
             self._connect()
             have = float(self.ray.cluster_resources().get("CPU", 0.0))
@@ -421,7 +425,8 @@ class RaySession:
         return self
 
     def close(self) -> None:
-        if self.ray is not None and self.ray.is_initialized():
+        if self.connected:
+            self.connected = False
             self.ray.shutdown()  # Disconnects; stops the instance only if this run started it.
 
     def _connect(self) -> None:
@@ -433,11 +438,11 @@ class RaySession:
             if not self.address:
                 cpus = len(os.sched_getaffinity(0))
                 self.ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
-                self.started_instance = True
+                self.connected = True
                 logging.info("Ray: started a local instance (stopped at the end of the run)")
             else:
-                self._check_answers()
                 self.ray.init(address=self.address, **quiet)
+                self.connected = True
                 logging.info("Ray: joined the cluster at %s", self.address)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise RaySetupError(

@@ -26,25 +26,17 @@ import pytest
 import torch
 from cli_support import REPO
 
+# The process backend's CartPole set-up, and its fixture that bounds a test's time.
+from test_parallel import CARTPOLE, SMALL, _cartpole_learner, trainer_test  # noqa: F401
+
 import gym_env
-from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
+from agents.r2d2.agent import ActorFactory
 from errors import UserError
 from main_loop import ActorFailure, ParallelConfig, ParallelTrainer
 from parallel_run import BackendConfig
 
 ray = pytest.importorskip("ray")
 ray_backend = pytest.importorskip("ray_backend")
-
-CARTPOLE = gym_env.EnvSpec(classic_name="CartPole-v1")
-# Small enough that replay is warm after a few chunks and an update takes a millisecond.
-SMALL = R2d2Config(
-    burn_in=2,
-    sequence_length=8,
-    replay_period=4,
-    batch_size=4,
-    min_replay_size=8,
-    replay_capacity=200,
-)
 
 
 # --------------------------------------------------------------------------------------
@@ -137,33 +129,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture
-def trainer_test():
-    """Fails a test that runs past 120 s instead of hanging the suite, and restores the
-    process's torch threads, which ParallelTrainer sets."""
-
-    def too_long(signum, frame):
-        raise TimeoutError("the test ran past 120 s")
-
-    threads = torch.get_num_threads()
-    previous = signal.signal(signal.SIGALRM, too_long)
-    signal.alarm(120)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-    torch.set_num_threads(threads)
-
-
-def _cartpole_learner(seed: int = 0):
-    env = CARTPOLE.create(1, seed)
-    try:
-        shape, dtype, actions = env.observation_shape, env.observation_dtype, env.num_actions
-    finally:
-        env.close()
-    torch.manual_seed(seed)
-    return build_learner(SMALL, shape, dtype, actions, seed, torch.device("cpu"))
-
-
 def test_weights_go_through_the_object_store_buffers_included(local_ray):
     source = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
     source[1].running_mean.copy_(torch.arange(4.0))
@@ -215,7 +180,8 @@ def _ray_trainer(parallel: ParallelConfig, factory, learner, log) -> ParallelTra
 
 
 @pytest.mark.slow
-def test_killed_ray_actor_is_replaced_and_the_run_finishes(local_ray, trainer_test):
+@pytest.mark.usefixtures("trainer_test")
+def test_killed_ray_actor_is_replaced_and_the_run_finishes(local_ray):
     learner = _cartpole_learner()
     events: list[tuple[float, str, int]] = []
 
@@ -276,7 +242,8 @@ def test_killed_ray_actor_is_replaced_and_the_run_finishes(local_ray, trainer_te
 
 
 @pytest.mark.slow
-def test_a_ray_actor_that_keeps_dying_stops_the_run(local_ray, trainer_test):
+@pytest.mark.usefixtures("trainer_test")
+def test_a_ray_actor_that_keeps_dying_stops_the_run(local_ray):
     learner = _cartpole_learner()
     events: list[str] = []
     # An EnvSpec naming no environment: every actor raises while building its env.

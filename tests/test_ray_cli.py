@@ -11,7 +11,6 @@ start, and stop only what they started. Processes are found through /proc (Linux
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Before anything imports Ray.
@@ -23,7 +22,9 @@ import time
 
 import cli_support
 import pytest
+import test_r2d2_cli
 from cli_support import REPO, check_ok, load_checkpoint, read_csv, subprocess_env
+from test_r2d2_cli import _cmdline, _dir_flags, _kill_leftovers, _shm_entries, _stat, _wait_gone
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -33,23 +34,11 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
+# The process backend's tiny configuration, on Ray; each test sets its own evaluation.
 TINY = [
     "--backend=ray",
-    "--num_actors=2",
-    "--num_envs=2",
-    "--batch_size=4",
-    "--min_replay_size=8",
-    "--replay_capacity=100",
-    "--burn_in=8",
-    "--sequence_length=16",
-    "--replay_period=8",
-    "--device=cpu",
-    "--seed=5",
+    *(flag for flag in test_r2d2_cli.TINY if not flag.startswith("--num_eval_steps")),
 ]
-
-
-def _dir_flags(root: pathlib.Path) -> list[str]:
-    return [f"--checkpoint_dir={root / 'checkpoints'}", f"--tensorboard_dir={root / 'tb'}"]
 
 
 def _ray_env() -> dict[str, str]:
@@ -79,89 +68,26 @@ def _run(module: str, args: list[str], timeout: float = 180) -> subprocess.Compl
     )
 
 
-# --------------------------------------------------------------------------------------
-# Processes and shared memory, through /proc and /dev/shm
-# --------------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, start time) of a process, or None if there is no such process."""
-    try:
-        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # The name in (...) may hold spaces.
-    return int(fields[1]), int(fields[19])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _processes() -> dict[int, tuple[int, int, str]]:
-    """pid -> (ppid, start time, command line) of every process."""
-    found = {}
+def _started_by(pid: int) -> dict[int, tuple[int, str]]:
+    """pid -> (start time, command line) of every process the run started: its descendants
+    (Ray's raylet starts the actors), and the Ray processes of the session named after its
+    pid, in case one was re-parented. Through /proc."""
+    processes = {}  # pid -> (ppid, start time, command line)
     for entry in pathlib.Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _stat(int(entry.name))):
-            found[int(entry.name)] = (*stat, _cmdline(int(entry.name)))
-    return found
-
-
-def _started_by(pid: int) -> dict[int, tuple[int, str]]:
-    """pid -> (start time, command line) of every process the run started: its descendants,
-    and the Ray processes of the session named after its pid (in case one was re-parented)."""
-    processes = _processes()
+            processes[int(entry.name)] = (stat[1], stat[2], _cmdline(int(entry.name)))
     found, frontier = {}, [pid]
     while frontier:
         parent = frontier.pop()
-        for child, (ppid, start, _) in processes.items():
+        for child, (ppid, start, command) in processes.items():
             if ppid == parent and child not in found:
-                found[child] = (start, processes[child][2])
+                found[child] = (start, command)
                 frontier.append(child)
     session = f"_{pid} "  # Ray names a session session_<date>_<time>_<micros>_<driver pid>.
     for other, (_, start, command) in processes.items():
         if "/tmp/ray/session_" in command and session in command.replace("/", " "):
             found[other] = (start, command)
     return found
-
-
-def _running(pid: int, start_time: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[1] == start_time
-
-
-def _wait_gone(processes: dict[int, tuple[int, str]], timeout: float = 15) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [pid for pid, (start, _) in processes.items() if _running(pid, start)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
-
-
-def _kill_leftovers(process: subprocess.Popen, started: dict[int, tuple[int, str]]) -> None:
-    """Test cleanup after a failure: the run and what it started, by pid."""
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-    for pid, (start, _) in started.items():
-        if _running(pid, start):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _shm_entries() -> dict[str, float]:
-    shm = pathlib.Path("/dev/shm")
-    entries = {}
-    for path in shm.iterdir() if shm.is_dir() else []:
-        try:
-            entries[path.name] = path.stat().st_ctime
-        except OSError:
-            continue  # Removed meanwhile.
-    return entries
 
 
 def _wait_for(path: pathlib.Path, process: subprocess.Popen, log: pathlib.Path, timeout=150):
