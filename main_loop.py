@@ -860,7 +860,9 @@ class ParallelTrainer:
     """The learner side: take in actor messages, learn at the replay ratio, publish weights.
 
     Messages are taken in (and assembled) by an IntakeThread beside the updates; this thread
-    stores what arrived, learns while the rate limiter allows, and publishes weights."""
+    stores what arrived, learns while the rate limiter allows, and publishes weights. The
+    actors come from `pool_factory`: processes on this machine by default, Ray actors with
+    ray_backend.ray_pool_factory; nothing here depends on which."""
 
     def __init__(
         self,
