@@ -85,9 +85,6 @@ def _is_ray_address(address: str) -> bool:
     return address == "auto" or (match is not None and 0 < int(match.group(2)) < 65536)
 
 
-define_config_flags(BackendConfig)
-
-
 @dataclasses.dataclass(frozen=True)
 class ParallelAgent:
     """What one agent contributes to the shared run script.
@@ -218,10 +215,12 @@ def define_agent_flags(
     parallel_defaults: dict[str, Any] | None = None,
 ) -> None:
     """A multi-process agent's flags: the shared run flags with the agent's defaults, one flag
-    per field of its config, and the parallel loop's (with the agent's defaults)."""
+    per field of its config, the parallel loop's (with the agent's defaults), and where the
+    actors run (--backend)."""
     define_run_flags(run_defaults)
     define_config_flags(config_cls)
     define_config_flags(ParallelConfig, defaults=parallel_defaults)
+    define_config_flags(BackendConfig)
 
 
 def run_agent_from_flags(
