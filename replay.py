@@ -33,6 +33,7 @@ import math
 import sys
 from typing import NamedTuple
 
+import cramjam
 import numpy as np
 import snappy
 
@@ -1510,20 +1511,32 @@ class SequenceReplay:
 
     def _decode_distinct(self, frames: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
         """Decodes each distinct frame object once: returns (decoded [D + 1, *frame_shape] with
-        a zero frame at row 0, the row of each of `frames` [F] int64)."""
+        a zero frame at row 0, the row of each of `frames` [F] int64).
+
+        Each frame is decompressed straight into its row of one preallocated buffer (no
+        intermediate bytes, no join): the copies were half the time, and cramjam releases the
+        GIL while it decompresses, so prefetch threads decode in parallel.
+        """
         ids = np.fromiter(map(id, frames), dtype=np.uint64, count=len(frames))
         _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-        zero = bytes(self._frame_bytes)
-        payloads = [zero, *(self._decode(frames[i]) for i in first.tolist())]
-        if any(len(p) != self._frame_bytes for p in payloads):
-            raise ValueError(f"a stored frame does not decode to {self._frame_bytes} bytes")
-        decoded = np.frombuffer(bytearray().join(payloads), dtype=self._dtype)  # writable
-        return decoded.reshape(-1, *self._frame_shape), inverse.reshape(-1).astype(np.int64) + 1
+        decoded = np.zeros((len(first) + 1, self._frame_bytes), dtype=np.uint8)
+        for row, index in enumerate(first.tolist(), start=1):
+            self._decode_into(frames[index], decoded[row])
+        decoded = decoded.view(self._dtype).reshape(-1, *self._frame_shape)
+        return decoded, inverse.reshape(-1).astype(np.int64) + 1
 
-    def _decode(self, frame: bytes | None) -> bytes:
+    def _decode_into(self, frame: bytes | None, out: np.ndarray) -> None:
+        """Writes one stored frame's bytes into `out` (uint8 [frame_bytes]); None stays zero."""
         if frame is None:
-            return bytes(self._frame_bytes)
-        return snappy.decompress(frame) if self._compress else frame
+            return
+        if not self._compress:
+            source = np.frombuffer(frame, dtype=np.uint8)
+            if source.size != out.size:
+                raise ValueError(f"a stored frame does not decode to {self._frame_bytes} bytes")
+            out[:] = source
+            return
+        if cramjam.snappy.decompress_raw_into(frame, out) != out.size:
+            raise ValueError(f"a stored frame does not decode to {self._frame_bytes} bytes")
 
     # -- checkpointing --------------------------------------------------------------------------
 
