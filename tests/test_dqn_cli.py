@@ -341,7 +341,9 @@ def test_fresh_run_over_existing_checkpoints_fails_and_keeps_them(pong_run, tmp_
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("flag", "expected"),
-    [("--dueling", "does not fit"), ("--full_action_space", "num_actions")],
+    # A changed hyperparameter is named by the resume check; a changed action set by the
+    # checkpoint's metadata (its network would not fit).
+    [("--dueling", "dueling False -> True"), ("--full_action_space", "num_actions")],
 )
 def test_resume_with_incompatible_flags_fails_and_keeps_files(pong_run, tmp_path, flag, expected):
     dirs = _run_dirs(tmp_path)
