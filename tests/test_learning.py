@@ -83,10 +83,18 @@ def test_dqn_learns_cartpole():
 
 
 def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
-    """Single-thread R2D2 (the same Actor and Learner the actor processes run)."""
+    """Single-thread R2D2 (the same Actor and Learner the actor processes run).
+
+    The greedy policies of seeds that fail lose the game at the edge of the track: the cart
+    drifts for 140 to 350 steps before it leaves it. Seeing that coming needs a horizon of
+    hundreds of steps and values propagated that far within the budget, hence R2D2's own
+    γ = 0.997 (at 0.99 a loss 300 steps ahead weighs 0.05) and one update per 4 agent steps
+    with a target copy every 50 updates (about 120 copies in 25,000 steps; 200 and 8 gave 15,
+    and n-step targets move values only n steps per copy).
+    """
     torch.manual_seed(seed)
     config = R2d2Config(
-        discount=0.99,
+        discount=0.997,
         n_step=3,
         burn_in=10,
         sequence_length=20,
@@ -96,7 +104,7 @@ def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
         min_replay_size=200,
         learning_rate=1e-3,
         adam_eps=1e-8,
-        target_update_period=200,
+        target_update_period=50,
     )
     spec = gym_env.EnvSpec(classic_name="CartPole-v1", hide_velocity=True)
     env, actor = ActorFactory(config, spec, num_envs=4, num_actors=1)(0, seed)
@@ -108,7 +116,7 @@ def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
         schedule=IterationSchedule(num_steps // 5_000, 5_000, 0),
         actor=FeedLearner(actor, learner),
         learner=learner,
-        agent_steps_per_update=8,
+        agent_steps_per_update=4,
         train_env=env,
         eval_env=None,
         eval_actor=None,
@@ -118,15 +126,24 @@ def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
     return learner, spec.create(1, seed + 100)
 
 
+MEMORY_BUDGET = 25_000
+
+
 @pytest.mark.slow
-def test_r2d2_learns_a_task_that_needs_memory_and_dqn_does_not():
-    """CartPole with the velocities hidden: only a recurrent agent can infer them."""
-    budget = 25_000
-    learner, eval_env = train_r2d2_on_hidden_velocity_cartpole(budget, seed=0)
-    r2d2_returns = greedy_returns(
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_r2d2_learns_a_task_that_needs_memory(seed):
+    """CartPole with the velocities hidden: a recurrent agent infers them from the positions
+    it has seen (measured means of 10 greedy games: 500, 436 and 387 for seeds 0, 1, 2)."""
+    learner, eval_env = train_r2d2_on_hidden_velocity_cartpole(MEMORY_BUDGET, seed)
+    returns = greedy_returns(
         eval_env, RecurrentEpsilonGreedyActor(learner.network, 0.0, 0, CPU), 10
     )
-    dqn, dqn_eval_env = train_dqn_on("CartPole-v1", hide_velocity=True, num_steps=budget, seed=0)
-    dqn_returns = greedy_returns(dqn_eval_env, EpsilonGreedyActor(dqn.network, 0.0, 0, CPU), 10)
-    assert np.mean(r2d2_returns) >= 300, r2d2_returns
-    assert np.mean(dqn_returns) < 150, dqn_returns
+    assert np.mean(returns) >= 300, returns
+
+
+@pytest.mark.slow
+def test_feed_forward_dqn_does_not_learn_the_memory_task():
+    """The same task and budget defeat DQN, which sees one observation at a time."""
+    dqn, eval_env = train_dqn_on("CartPole-v1", hide_velocity=True, num_steps=MEMORY_BUDGET, seed=0)
+    returns = greedy_returns(eval_env, EpsilonGreedyActor(dqn.network, 0.0, 0, CPU), 10)
+    assert np.mean(returns) < 150, returns
