@@ -27,7 +27,9 @@ def train_dqn_on(env_name: str, hide_velocity: bool, num_steps: int, seed: int):
     torch.manual_seed(seed)
     config = DqnConfig(
         n_step=3,
-        batch_size=64,
+        # 128, not 64: with ε held at 1 through the warm-up (as DQN prescribes), batch 64
+        # ended seed 0 at 250; 128 gives 500, 484 and 498 for seeds 0, 1 and 2.
+        batch_size=128,
         replay_capacity=50_000,
         min_replay_size=1_000,
         agent_steps_per_update=1,
@@ -76,7 +78,10 @@ def single_thread_torch():
 
 @pytest.mark.slow
 def test_dqn_learns_cartpole():
-    learner, eval_env = train_dqn_on("CartPole-v1", hide_velocity=False, num_steps=25_000, seed=0)
+    # 40,000 steps since ε anneals only after the 1,000-step warm-up and the actor's and the
+    # sampler's random streams became independent: with 25,000 the same seed reached 265
+    # (measured 499 with 40,000).
+    learner, eval_env = train_dqn_on("CartPole-v1", hide_velocity=False, num_steps=40_000, seed=0)
     actor = EpsilonGreedyActor(learner.network, 0.0, 0, CPU)
     returns = greedy_returns(eval_env, actor, num_episodes=20)
     assert np.mean(returns) >= 475, returns
