@@ -33,9 +33,10 @@ import math
 import sys
 from typing import NamedTuple
 
-import cramjam
 import numpy as np
 import snappy
+
+from frame_decoding import FrameDecoder, ProcessFrameDecoder, decode_frames_into
 
 __all__ = [
     "Chunk",
@@ -1341,6 +1342,14 @@ class SequenceReplay:
         steps = self.num_stored_steps()
         return self.memory_bytes() / steps if steps else float("nan")
 
+    def frame_decoder_for(self, batch_size: int) -> FrameDecoder | None:
+        """A decoding process for batches of up to `batch_size` items (see prefetch.py), or
+        None when frames are stored uncompressed (nothing to decode)."""
+        if not self._compress:
+            return None
+        steps = self._burn_in + self._sequence_length + self._frame_stack - 1
+        return ProcessFrameDecoder(self._frame_bytes, batch_size * steps)
+
     def _stored_items(self) -> list[Sequence]:
         return [item for item in self._items if item is not None]
 
@@ -1425,14 +1434,21 @@ class SequenceReplay:
         the stacking to the consumer (see SequenceBatch.frames)."""
         return self.batch_of(self.items_at(slots), compact)
 
-    def batch_of(self, items: list[Sequence], compact: bool = False) -> SequenceBatch:
+    def batch_of(
+        self, items: list[Sequence], compact: bool = False, decoder: FrameDecoder | None = None
+    ) -> SequenceBatch:
         """The time-major batch of `items`: decoding and layout, the expensive half of
-        sampling. Reads nothing mutable, so it is safe beside `add` in another thread."""
+        sampling. Reads nothing mutable, so it is safe beside `add` in another thread.
+
+        decoder: decodes the distinct compressed frames elsewhere (e.g. a
+          frame_decoding.ProcessFrameDecoder); its buffer is then the compact batch's `frames`,
+          valid until the decoder's next call. None decodes here.
+        """
         layout = self._layout(items)
         shape = (self._burn_in + self._sequence_length, len(items))
         mask = np.zeros(shape, dtype=bool)
         mask[layout.rows, layout.cols] = True
-        frames, frame_index = self._stack_indices(items, layout, shape)
+        frames, frame_index = self._stack_indices(items, layout, shape, decoder)
         return SequenceBatch(
             observation=None if compact else np.take(frames, frame_index, axis=0),
             frames=frames if compact else None,
@@ -1494,13 +1510,17 @@ class SequenceReplay:
         return _FlatSteps(rows=rows, cols=cols, first=first)
 
     def _stack_indices(
-        self, items: list[Sequence], layout: _FlatSteps, shape: tuple[int, int]
+        self,
+        items: list[Sequence],
+        layout: _FlatSteps,
+        shape: tuple[int, int],
+        decoder: FrameDecoder | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Decoded distinct frames [D + 1, *frame_shape] and the index [T, B, frame_stack]
         ([T, B] without a stack axis) of each stacked observation's frames: a sliding window of
         frame_stack over each item's (prefix + N) frames; padding points at the zero frame."""
         frames = list(itertools.chain.from_iterable(item.frames for item in items))
-        decoded, frame_rows = self._decode_distinct(frames)
+        decoded, frame_rows = self._decode_distinct(frames, decoder)
         # Item i's frames start at flat position first_i + i·(frame_stack − 1); the stack of its
         # step s is the window of frame_stack frames starting s positions later.
         windows = np.lib.stride_tricks.sliding_window_view(frame_rows, self._frame_stack)
@@ -1509,34 +1529,38 @@ class SequenceReplay:
         stack_rows[layout.rows, layout.cols] = windows[starts]
         return decoded, stack_rows if self._stack_axis else stack_rows[:, :, 0]
 
-    def _decode_distinct(self, frames: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_distinct(
+        self, frames: list[bytes | None], decoder: FrameDecoder | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Decodes each distinct frame object once: returns (decoded [D + 1, *frame_shape] with
         a zero frame at row 0, the row of each of `frames` [F] int64).
 
-        Each frame is decompressed straight into its row of one preallocated buffer (no
-        intermediate bytes, no join): the copies were half the time, and cramjam releases the
-        GIL while it decompresses, so prefetch threads decode in parallel.
+        Each frame is decompressed straight into its row of one buffer (no intermediate bytes,
+        no join): the copies were half the time.
         """
         ids = np.fromiter(map(id, frames), dtype=np.uint64, count=len(frames))
         _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-        decoded = np.zeros((len(first) + 1, self._frame_bytes), dtype=np.uint8)
-        for row, index in enumerate(first.tolist(), start=1):
-            self._decode_into(frames[index], decoded[row])
+        distinct = [frames[index] for index in first.tolist()]
+        if decoder is not None and self._compress:
+            decoded = decoder.decode(distinct)
+        else:
+            decoded = np.zeros((len(distinct) + 1, self._frame_bytes), dtype=np.uint8)
+            self._decode_here(distinct, decoded)
         decoded = decoded.view(self._dtype).reshape(-1, *self._frame_shape)
         return decoded, inverse.reshape(-1).astype(np.int64) + 1
 
-    def _decode_into(self, frame: bytes | None, out: np.ndarray) -> None:
-        """Writes one stored frame's bytes into `out` (uint8 [frame_bytes]); None stays zero."""
-        if frame is None:
+    def _decode_here(self, distinct: list[bytes | None], out: np.ndarray) -> None:
+        """Writes the frames' bytes into rows 1.. of `out` (uint8 [D + 1, frame_bytes])."""
+        if self._compress:
+            decode_frames_into(distinct, out)
             return
-        if not self._compress:
+        for row, frame in enumerate(distinct, start=1):
+            if frame is None:
+                continue
             source = np.frombuffer(frame, dtype=np.uint8)
-            if source.size != out.size:
+            if source.size != self._frame_bytes:
                 raise ValueError(f"a stored frame does not decode to {self._frame_bytes} bytes")
-            out[:] = source
-            return
-        if cramjam.snappy.decompress_raw_into(frame, out) != out.size:
-            raise ValueError(f"a stored frame does not decode to {self._frame_bytes} bytes")
+            out[row] = source
 
     # -- checkpointing --------------------------------------------------------------------------
 

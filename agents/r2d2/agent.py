@@ -166,11 +166,15 @@ class Learner(TargetNetworkLearner):
                 functools.partial(sequence_batch_to_device, device=self.device),
                 num_workers=self.config.prefetch_workers,
                 depth=self.config.prefetch_depth,
+                decoder_factory=functools.partial(
+                    self.replay.frame_decoder_for, self.config.batch_size
+                ),
             )
         return self._prefetcher
 
     def close(self) -> None:
-        """Stops the prefetch threads (a new update would start them again)."""
+        """Stops the prefetch threads and their decoding processes (a new update would start
+        them again)."""
         if self._prefetcher is not None:
             self._prefetcher.close()
             self._prefetcher = None
