@@ -87,6 +87,13 @@ class SparseGridRoom(gym.Env):
             the steps move) at no cost to a directed agent.
         slip_probability: each step's action is replaced by a uniformly random one with this
             probability (seeded by ``reset(seed=...)``); 0 makes the dynamics deterministic.
+        scrambled_controls: each cell maps the actions to its own fixed permutation of the moves
+            (as bsuite's Deep Sea randomises "left" per cell). Without it, a policy that merely
+            prefers "right" then "down" everywhere (an untrained network's shared biases do)
+            slides along the walls into the goal corner; scrambled, such a preference walks a
+            fixed arbitrary path that soon cycles, and only per-cell learning or directed
+            exploration crosses the room. A uniformly random walk is unchanged.
+        layout_seed: the seed of the scrambled controls (the same room for every environment).
         render_mode: None or ``"rgb_array"`` (16 pixels per cell).
     """
 
@@ -99,6 +106,8 @@ class SparseGridRoom(gym.Env):
         observation: str = "one_hot",
         noop: bool = True,
         slip_probability: float = 0.0,
+        scrambled_controls: bool = False,
+        layout_seed: int = 0,
         render_mode: str | None = None,
     ) -> None:
         if size < 2:
@@ -119,6 +128,11 @@ class SparseGridRoom(gym.Env):
         self.start = np.array([0, 0], dtype=np.int64)
         self.goal = np.array([size - 1, size - 1], dtype=np.int64)
         self.action_space = gym.spaces.Discrete(5 if noop else 4)
+        num_actions = int(self.action_space.n)
+        # controls[row, column, action] = the move that action makes in that cell.
+        self.controls = np.broadcast_to(np.arange(num_actions), (size, size, num_actions))
+        if scrambled_controls:
+            self.controls = np.random.default_rng(layout_seed).permuted(self.controls, axis=-1)
         self.observation_space = self._observation_space()
         self._position = self.start.copy()
         self._steps = 0
@@ -166,7 +180,8 @@ class SparseGridRoom(gym.Env):
             raise ValueError(f"invalid action {action!r} for {self.action_space}")
         if self.slip_probability > 0 and self.np_random.random() < self.slip_probability:
             action = int(self.np_random.integers(self.action_space.n))
-        self._position = move(self._position, np.asarray(action), self.size)
+        row, column = self._position
+        self._position = move(self._position, self.controls[row, column, action], self.size)
         self._steps += 1
         terminated = bool(np.array_equal(self._position, self.goal))
         truncated = not terminated and self._steps >= self.horizon
@@ -183,6 +198,7 @@ def _register() -> None:
         "SparseGridRoom-v0": {},
         "SparseGridRoomCoordinates-v0": {"observation": "coordinates"},
         "SparseGridRoomPixels-v0": {"observation": "pixels"},
+        "SparseGridRoomScrambled-v0": {"scrambled_controls": True},
     }
     for env_id, kwargs in variants.items():
         if env_id not in gym.registry:  # `python -m toy_envs` imports the module twice.

@@ -110,6 +110,11 @@ def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
         learning_rate=1e-3,
         adam_eps=1e-8,
         target_update_period=50,
+        # Sampled right after the previous update and in this thread: prefetch threads would
+        # interleave with the insertions of this single-thread loop and make the run depend on
+        # timing, not only on the seed.
+        prefetch_workers=0,
+        prefetch_depth=0,
     )
     spec = gym_env.EnvSpec(classic_name="CartPole-v1", hide_velocity=True)
     env, actor = ActorFactory(config, spec, num_envs=4, num_actors=1)(0, seed)
@@ -138,7 +143,8 @@ MEMORY_BUDGET = 25_000
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_r2d2_learns_a_task_that_needs_memory(seed):
     """CartPole with the velocities hidden: a recurrent agent infers them from the positions
-    it has seen (measured means of 10 greedy games: 500, 436 and 387 for seeds 0, 1, 2)."""
+    it has seen (all three seeds pass with the synchronous data path; CI failed seed 2 at 189
+    when prefetch threads made the run depend on timing)."""
     learner, eval_env = train_r2d2_on_hidden_velocity_cartpole(MEMORY_BUDGET, seed)
     returns = greedy_returns(
         eval_env, RecurrentEpsilonGreedyActor(learner.network, 0.0, 0, CPU), 10
