@@ -67,8 +67,9 @@ class SequenceAgentConfig:
     """Exponent alpha of the actors' ε ladder ε_i = base^(1 + alpha·i/(N − 1)) over all N
     environments (R2D2 and Ape-X: 7)."""
     prefetch_workers: int = 2
-    """Threads that decode and lay out replay batches ahead of the learner (0: in the learner
-    thread). Not in the papers: it only changes speed, never which batches are drawn."""
+    """Threads that make replay batches ahead of the learner, each with its own process that
+    decodes the snappy frames (0: everything in the learner thread). Not in the papers: it
+    only changes speed, never which batches are drawn."""
     prefetch_depth: int = 2
     """Batches sampled ahead of the learner, so their priorities are this many updates old (0:
     sample each batch right after the previous update's priorities, fully synchronous)."""

@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import functools
 import pathlib
+import queue
 import sys
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -48,21 +50,45 @@ def filled_replay(config: R2d2Config, num_sequences: int):
     return learner.replay
 
 
-def compact_tensors(batch) -> dict[str, torch.Tensor]:
+class ReusedHostBuffers:
+    """Stand-in for CUDA's caching pinned-memory allocator, which serves a GPU learner's
+    `pin_memory()` copies: the buffer of a batch that was dropped is reused, so the copy does
+    not page-fault fresh memory every batch (a fresh 45 MB tensor per batch cost 29 ms here,
+    a reused one a few)."""
+
+    def __init__(self) -> None:
+        self._free: queue.SimpleQueue[torch.Tensor] = queue.SimpleQueue()
+
+    def copy(self, array: np.ndarray) -> torch.Tensor:
+        source = torch.from_numpy(array)
+        try:
+            buffer = self._free.get_nowait()
+        except queue.Empty:
+            buffer = torch.empty(0, dtype=torch.uint8)
+        if buffer.numel() < source.nbytes:
+            buffer = torch.empty(source.nbytes, dtype=torch.uint8)
+        out = buffer[: source.nbytes].view(source.dtype).view(source.shape)
+        out.copy_(source)
+        weakref.finalize(out, self._free.put, buffer)  # back to the pool with the batch
+        return out
+
+
+def compact_tensors(batch, buffers: ReusedHostBuffers) -> dict[str, torch.Tensor]:
     """What a worker hands a GPU learner: the compact batch as tensors (distinct frames and
     their stack index; the stacking itself happens on the GPU, so it is not timed here). The
-    frames are copied out of the decoder's buffer, as the pinned-memory copy of a GPU learner
+    frames are copied out of the decoder's buffer, as a GPU learner's pinned-memory copy
     does."""
     arrays = {"frame_index": batch.frame_index, "mask": batch.mask} | batch.columns
     tensors = {name: torch.as_tensor(array) for name, array in arrays.items()}
-    return tensors | {"frames": torch.from_numpy(batch.frames).clone()}
+    return tensors | {"frames": buffers.copy(batch.frames)}
 
 
 def prefetcher(replay, config: R2d2Config, workers: int, processes: bool) -> BatchPrefetcher:
     depth = max(workers, 1) + 1 if workers else 0
     factory = functools.partial(replay.frame_decoder_for, config.batch_size) if processes else None
+    convert = functools.partial(compact_tensors, buffers=ReusedHostBuffers())
     return BatchPrefetcher(
-        replay, config.batch_size, 0.6, compact_tensors, workers, depth, decoder_factory=factory
+        replay, config.batch_size, 0.6, convert, workers, depth, decoder_factory=factory
     )
 
 
