@@ -189,3 +189,21 @@ def test_default_room_is_out_of_reach_of_a_random_walk():
     exact = toy_envs.random_walk_success_probability(env.size, env.horizon, env.action_space.n)
     assert exact < 2e-5
     assert toy_envs.shortest_path_length(env.size) <= env.horizon // 2
+
+
+def test_scrambled_controls_permute_the_moves_per_cell_and_fix_them_by_layout_seed():
+    env = gym.make("toy_envs:SparseGridRoomScrambled-v0").unwrapped
+    controls = env.controls
+    # Every cell maps the 5 actions to the 5 moves, one each.
+    assert (np.sort(controls, axis=-1) == np.arange(5)).all()
+    # Not one shared mapping: the cells disagree (a fixed "right" no longer drifts).
+    assert len({tuple(c) for c in controls.reshape(-1, 5)}) > 50
+    assert (controls == SparseGridRoom(scrambled_controls=True).controls).all()
+    assert not (controls == SparseGridRoom(scrambled_controls=True, layout_seed=1).controls).all()
+    env.reset(seed=0)
+    for action in range(5):  # from (0, 0), each action makes the move its cell maps it to
+        env.reset(seed=0)
+        expected = toy_envs.move(np.zeros(2, np.int64), np.asarray(controls[0, 0, action]), 15)
+        env.step(action)
+        assert env.position == tuple(expected)
+    assert (SparseGridRoom().controls == np.arange(5)).all()  # plain room: identity
