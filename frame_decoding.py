@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import time
 import weakref
 from collections.abc import Sequence
@@ -147,6 +148,8 @@ def _shut_down(conn: Connection, process, shm: shared_memory.SharedMemory) -> No
 
 def _serve(conn: Connection, shm_name: str, frame_bytes: int, max_frames: int) -> None:
     """The worker: decode each request into the shared buffer until the pipe closes."""
+    # Ctrl-C reaches the whole process group: the parent handles it and closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     shm = shared_memory.SharedMemory(name=shm_name)
     out = np.ndarray((max_frames + 1, frame_bytes), np.uint8, buffer=shm.buf)
     try:
