@@ -33,7 +33,7 @@ class BatchPrefetcher:
     """Yields (batch, keys [B], IS weights [B]) for the learner, `depth` batches ahead.
 
     replay: has sample_items(batch_size, exponent) -> (items, keys, weights) and
-      batch_of(items, compact=True) -> batch; the items must be immutable.
+      batch_of(items, compact=True, decoder=None) -> batch; the items must be immutable.
     convert: turns a replay batch into what the learner consumes (e.g. tensors on its device,
       through pinned memory on CUDA); runs in the worker. With a decoder, the batch's frames
       live in the decoder's buffer until that worker's next batch: convert must copy them (a
@@ -82,11 +82,7 @@ class BatchPrefetcher:
         return self._workers.submit(self._make, items, keys, weights)
 
     def _make(self, items, keys: np.ndarray, weights: np.ndarray):
-        decoder = self._thread_decoder()
-        if decoder is None:
-            batch = self.replay.batch_of(items, compact=True)
-        else:
-            batch = self.replay.batch_of(items, compact=True, decoder=decoder)
+        batch = self.replay.batch_of(items, compact=True, decoder=self._thread_decoder())
         return self.convert(batch), keys, weights
 
     def _thread_decoder(self) -> FrameDecoder | None:

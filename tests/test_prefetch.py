@@ -107,7 +107,7 @@ class _Replay:
         keys = np.arange(first, first + batch_size)
         return list(keys), keys, np.ones(batch_size, np.float32)
 
-    def batch_of(self, items, compact=True):
+    def batch_of(self, items, compact=True, decoder=None):
         return [int(i) for i in items]
 
 
