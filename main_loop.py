@@ -7,6 +7,7 @@ checkpoint, a CSV row and TensorBoard scalars.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import multiprocessing as std_mp
@@ -39,6 +40,39 @@ class LearnerLike(Protocol):
 
     def ready(self) -> bool: ...
     def step(self) -> Mapping[str, float]: ...
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Holds Ctrl-C and SIGTERM back until the block ends, then delivers them.
+
+    A learner update changes several things in turn (normalisers, each optimiser group, the
+    update count, priorities). An interrupt between two of them would leave a state that no
+    update produced, and the checkpoint written on the interrupt would resume from it. A second
+    signal inside the block interrupts at once. Signals reach only the main thread, so elsewhere
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, _frame) -> None:
+        if received:  # A second one: the update may be stuck, and the user insists.
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not None:  # None: installed outside Python, left alone.
+            previous[signum] = signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for signum in received[:1]:
+        signal.raise_signal(signum)  # The restored handler acts on it now.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +190,8 @@ def run_single_thread_training(
 
         def learn(new_steps: int, stats: ScalarAverager = learner_stats) -> None:
             for _ in range(scheduler.updates_due(new_steps, learner.ready())):
-                stats.add(learner.step())
+                with interrupts_deferred():
+                    stats.add(learner.step())
 
         progress = ProgressPrinter(f"iteration {iteration} train", schedule.num_train_steps)
         try:
@@ -965,9 +1000,10 @@ class ParallelTrainer:
         last_time, last_paused = self._last_update_clock or (now, paused)
         threads = self.threads.use(actors_throttled=paused - last_paused > 0.5 * (now - last_time))
         self._last_update_clock = (now, paused)
-        learner_stats.add(self.learner.step())
+        with interrupts_deferred():
+            learner_stats.add(self.learner.step())
+            self.limiter.add_learned(self.learner.batch_size)
         self.threads.record(threads, time.monotonic() - now)
-        self.limiter.add_learned(self.learner.batch_size)
         if self.learner.num_updates % self.config.publish_period == 0:
             self.pool.publish(self.learner.network)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from agents.dqn.agent import DqnConfig, build_agent
 from errors import NonFiniteLossError, UserError
 from experiment import RunCheckpointer
 from learner_base import TargetNetworkLearner
-from main_loop import IterationSchedule, run_single_thread_training
+from main_loop import IterationSchedule, interrupts_deferred, run_single_thread_training
 from seeding import derive_seed
 from tracker import MetricsWriter
 
@@ -358,3 +360,53 @@ def test_dqn_actor_explores_fully_during_warm_up():
     assert actor.epsilon == 1.0
     actor.agent_steps = 100  # Half-way through the decay that starts at step 50.
     assert actor.epsilon == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_an_update_lands_after_the_whole_update(signum):
+    # The CLI's handlers: both signals raise KeyboardInterrupt.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        changed = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_deferred():
+                changed.append("normalisers")
+                os.kill(os.getpid(), signum)
+                time.sleep(0.05)  # Long enough for an undeferred handler to have run.
+                changed.append("optimiser")
+                changed.append("update count")
+            changed.append("after the block")  # Never reached: the interrupt comes first.
+        assert changed == ["normalisers", "optimiser", "update count"]
+        # The handlers are the run's again: a second signal interrupts at once.
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_second_interrupt_during_an_update_stops_it_at_once():
+    reached = []
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        reached.append("held")
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        reached.append("never")
+    assert reached == ["held"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_no_interrupt_means_no_delivery_and_handlers_restored():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with interrupts_deferred():
+        pass
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_an_error_in_the_block_propagates_with_handlers_restored():
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(ValueError, match="inside"), interrupts_deferred():
+        raise ValueError("inside")
+    assert signal.getsignal(signal.SIGINT) == before
