@@ -7,9 +7,18 @@ Importing this module registers them with Gymnasium, so every agent can train on
 (Gymnasium's ``module:EnvName-v0`` form imports ``toy_envs`` first, in actor processes too.)
 
 ``SparseGridRoom``: an open ``size x size`` room without inner walls. The agent starts in the
-top-left corner; the only reward, +1, is for stepping onto the bottom-right corner, which also
-ends the episode. The episode is truncated after ``horizon`` steps (default: twice the shortest
-path). The room's border is a wall: a move into it leaves the agent where it is.
+top-left corner; the only reward, +1, is for stepping onto the goal cell (by default the
+bottom-right corner), which also ends the episode. The episode is truncated after ``horizon``
+steps (default: twice the corner-to-corner path). The room's border is a wall: a move into it
+leaves the agent where it is.
+
+``SparseGridRoomDetour-v0`` (10 x 10) has an inner wall along row 1 from the left wall to
+one cell short of the right one, and the goal just below it at (2, 0): the agent must walk
+right along the top row, through the gap, and back left below the wall (20 steps; games cut at
+60). In an open room every goal is reached by moves of two kinds only (right and down), and an
+untrained network's greedy policy that prefers two moves everywhere, with ε-greedy noise,
+walks such a path often enough to stumble on the reward; the detour needs both right and left,
+so only a policy that learned where it is, or explores where it has not been, gets there.
 
 With the defaults (15 x 15, 4 moves and a no-op, horizon 56 = 2 x 28) a uniformly random policy
 reaches the goal in about 9 of a million episodes (exact value: ``python -m toy_envs``), so an
@@ -23,6 +32,7 @@ Run ``python -m toy_envs`` to print the random-walk success probability of a roo
 from __future__ import annotations
 
 import argparse
+import collections
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -32,10 +42,12 @@ import numpy as np
 __all__ = [
     "OBSERVATION_KINDS",
     "SparseGridRoom",
+    "detour_room",
     "move",
     "random_walk_success_estimate",
     "random_walk_success_probability",
     "shortest_path_length",
+    "wall_grid",
 ]
 
 # (row, column) offsets of actions 0..4: up, right, down, left, no-op.
@@ -43,29 +55,89 @@ _ACTION_OFFSETS = np.array([[-1, 0], [0, 1], [1, 0], [0, -1], [0, 0]], dtype=np.
 OBSERVATION_KINDS = ("one_hot", "coordinates", "pixels")
 _OBSERVATION_CELL_PIXELS = 4  # "pixels" observations: 15 x 15 cells -> 60 x 60 x 3
 _RENDER_CELL_PIXELS = 16  # render(): big enough to watch in a video
-_FLOOR, _AGENT, _GOAL = (40, 40, 40), (255, 255, 255), (0, 160, 0)  # distinct grey levels too
+# Distinct grey levels too (the pixel path converts to grayscale).
+_FLOOR, _AGENT, _GOAL, _WALL = (40, 40, 40), (255, 255, 255), (0, 160, 0), (140, 90, 40)
 
 
-def move(positions: np.ndarray, actions: np.ndarray, size: int) -> np.ndarray:
+def move(
+    positions: np.ndarray, actions: np.ndarray, size: int, blocked: np.ndarray | None = None
+) -> np.ndarray:
     """The room's dynamics: positions [..., 2] (row, column) and actions [...] -> new positions.
 
-    A move into the border wall leaves the agent in place. Shared by the environment and the
-    vectorised random-walk estimate, so the estimate measures exactly these dynamics.
+    A move into the border wall, or into a cell where `blocked` [size, size] is True, leaves the
+    agent in place. Shared by the environment and the random-walk computations, so they measure
+    exactly these dynamics.
     """
-    return np.clip(positions + _ACTION_OFFSETS[actions], 0, size - 1)
+    moved = np.clip(positions + _ACTION_OFFSETS[actions], 0, size - 1)
+    if blocked is None:
+        return moved
+    return np.where(blocked[moved[..., 0], moved[..., 1]][..., None], positions, moved)
 
 
-def shortest_path_length(size: int) -> int:
-    """Steps from one corner of a size x size room to the opposite one."""
-    return 2 * (size - 1)
+def wall_grid(size: int, walls: Sequence[Sequence[int]] = ()) -> np.ndarray:
+    """bool [size, size], True at each inner wall cell (row, column)."""
+    blocked = np.zeros((size, size), dtype=bool)
+    for row, column in walls:
+        if not (0 <= row < size and 0 <= column < size):
+            raise ValueError(f"wall cell {(row, column)} is outside the {size}x{size} room")
+        blocked[row, column] = True
+    return blocked
+
+
+def shortest_path_length(
+    size: int, goal: Sequence[int] | None = None, walls: Sequence[Sequence[int]] = ()
+) -> int:
+    """Steps from the top-left corner to `goal` (default: the opposite corner), around the
+    walls (breadth-first search). Raises ValueError when the walls cut the goal off."""
+    target, blocked = _goal_cell(size, goal), wall_grid(size, walls)
+    distance = {(0, 0): 0}
+    frontier = collections.deque([(0, 0)])
+    while frontier:
+        cell = frontier.popleft()
+        if cell == target:
+            return distance[cell]
+        for offset in _ACTION_OFFSETS[:4]:
+            row, column = cell[0] + int(offset[0]), cell[1] + int(offset[1])
+            inside = 0 <= row < size and 0 <= column < size
+            if inside and not blocked[row, column] and (row, column) not in distance:
+                distance[(row, column)] = distance[cell] + 1
+                frontier.append((row, column))
+    raise ValueError(f"the walls cut the goal {target} off from the start (0, 0)")
+
+
+def detour_room(size: int = 10, horizon: int | None = 60, **kwargs: Any) -> SparseGridRoom:
+    """SparseGridRoomDetour-v0: a wall along row 1 from the left wall to one cell short of the
+    right one, the goal at (2, 0) just below it (see the module docstring)."""
+    if size < 3:
+        raise ValueError(f"a detour room needs size >= 3, got {size}")
+    walls = tuple((1, column) for column in range(size - 1))
+    return SparseGridRoom(size=size, horizon=horizon, goal=(2, 0), walls=walls, **kwargs)
+
+
+def _goal_cell(size: int, goal: Sequence[int] | None) -> tuple[int, int]:
+    """The goal's (row, column): the far corner by default; checked to lie in the room."""
+    if goal is None:
+        return size - 1, size - 1
+    row, column = (int(g) for g in goal)
+    if not (0 <= row < size and 0 <= column < size) or (row, column) == (0, 0):
+        raise ValueError(
+            f"goal must be a cell of the {size}x{size} room other than the start "
+            f"(0, 0), got {tuple(goal)}"
+        )
+    return row, column
 
 
 class SparseGridRoom(gym.Env):
-    """An open grid room with a single sparse reward in the far corner (see module docstring).
+    """A grid room with a single sparse reward, in the far corner by default (see the module
+    docstring).
 
     Args:
         size: the room is size x size cells (>= 2).
-        horizon: steps before truncation; None means twice the shortest path.
+        horizon: steps before truncation; None means twice the corner-to-corner path
+            (whatever the goal).
+        goal: the (row, column) of the rewarding cell; None means the bottom-right corner.
+            Not the start cell.
+        walls: (row, column) cells the agent cannot enter (none by default).
         observation: what the agent sees (the kind decides the torso: vectors get an MLP,
             pixels the conv net):
 
@@ -103,6 +175,8 @@ class SparseGridRoom(gym.Env):
         self,
         size: int = 15,
         horizon: int | None = None,
+        goal: tuple[int, int] | None = None,
+        walls: Sequence[Sequence[int]] = (),
         observation: str = "one_hot",
         noop: bool = True,
         slip_probability: float = 0.0,
@@ -126,7 +200,12 @@ class SparseGridRoom(gym.Env):
         self.slip_probability = float(slip_probability)
         self.render_mode = render_mode
         self.start = np.array([0, 0], dtype=np.int64)
-        self.goal = np.array([size - 1, size - 1], dtype=np.int64)
+        self.goal = np.array(_goal_cell(size, goal), dtype=np.int64)
+        self.blocked = wall_grid(size, walls)
+        if self.blocked[0, 0] or self.blocked[tuple(self.goal)]:
+            raise ValueError("a wall may not cover the start (0, 0) or the goal")
+        self.walls = tuple((int(r), int(c)) for r, c in walls)
+        shortest_path_length(size, tuple(self.goal), self.walls)  # the goal is reachable
         self.action_space = gym.spaces.Discrete(5 if noop else 4)
         num_actions = int(self.action_space.n)
         # controls[row, column, action] = the move that action makes in that cell.
@@ -163,6 +242,7 @@ class SparseGridRoom(gym.Env):
         """Top-down RGB image [size * cell_pixels, size * cell_pixels, 3] uint8."""
         cells = np.empty((self.size, self.size, 3), dtype=np.uint8)
         cells[:] = _FLOOR
+        cells[self.blocked] = _WALL
         cells[tuple(self.goal)] = _GOAL
         cells[tuple(self._position)] = _AGENT  # Drawn last: visible on the goal too.
         return np.repeat(np.repeat(cells, cell_pixels, axis=0), cell_pixels, axis=1)
@@ -181,7 +261,9 @@ class SparseGridRoom(gym.Env):
         if self.slip_probability > 0 and self.np_random.random() < self.slip_probability:
             action = int(self.np_random.integers(self.action_space.n))
         row, column = self._position
-        self._position = move(self._position, self.controls[row, column, action], self.size)
+        self._position = move(
+            self._position, self.controls[row, column, action], self.size, self.blocked
+        )
         self._steps += 1
         terminated = bool(np.array_equal(self._position, self.goal))
         truncated = not terminated and self._steps >= self.horizon
@@ -203,6 +285,8 @@ def _register() -> None:
     for env_id, kwargs in variants.items():
         if env_id not in gym.registry:  # `python -m toy_envs` imports the module twice.
             gym.register(id=env_id, entry_point="toy_envs:SparseGridRoom", kwargs=kwargs)
+    if "SparseGridRoomDetour-v0" not in gym.registry:
+        gym.register(id="SparseGridRoomDetour-v0", entry_point="toy_envs:detour_room")
 
 
 _register()
@@ -213,13 +297,20 @@ _register()
 # --------------------------------------------------------------------------------------
 
 
-def random_walk_success_probability(size: int, horizon: int, num_actions: int = 5) -> float:
-    """Exact probability that uniformly random actions reach the far corner within `horizon`.
+def random_walk_success_probability(
+    size: int,
+    horizon: int,
+    num_actions: int = 5,
+    goal: Sequence[int] | None = None,
+    walls: Sequence[Sequence[int]] = (),
+) -> float:
+    """Exact probability that uniformly random actions reach `goal` (default: the far corner)
+    within `horizon`.
 
     Propagates the distribution over cells one step at a time and removes (counts) the mass
     that lands on the goal, which is absorbing.
     """
-    goal = (size - 1, size - 1)
+    goal, blocked = _goal_cell(size, goal), wall_grid(size, walls)
     occupancy = np.zeros((size, size))
     occupancy[0, 0] = 1.0
     rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
@@ -228,7 +319,7 @@ def random_walk_success_probability(size: int, horizon: int, num_actions: int = 
     for _ in range(horizon):
         following = np.zeros_like(occupancy)
         for action in range(num_actions):
-            target = move(cells, np.full(cells.shape[:2], action), size)
+            target = move(cells, np.full(cells.shape[:2], action), size, blocked)
             np.add.at(following, (target[..., 0], target[..., 1]), occupancy / num_actions)
         reached += following[goal]
         following[goal] = 0.0
@@ -237,17 +328,23 @@ def random_walk_success_probability(size: int, horizon: int, num_actions: int = 
 
 
 def random_walk_success_estimate(
-    size: int, horizon: int, num_actions: int, num_episodes: int, seed: int
+    size: int,
+    horizon: int,
+    num_actions: int,
+    num_episodes: int,
+    seed: int,
+    goal: Sequence[int] | None = None,
+    walls: Sequence[Sequence[int]] = (),
 ) -> tuple[int, float]:
     """Monte Carlo: (episodes that reached the goal, their fraction), all walks in parallel."""
     rng = np.random.default_rng(seed)
     positions = np.zeros((num_episodes, 2), dtype=np.int64)
     reached = np.zeros(num_episodes, dtype=bool)
-    goal = np.array([size - 1, size - 1])
+    goal, blocked = np.array(_goal_cell(size, goal)), wall_grid(size, walls)
     for _ in range(horizon):
         actions = rng.integers(num_actions, size=num_episodes)
         # An episode that reached the goal has terminated: freeze it there.
-        positions = np.where(reached[:, None], positions, move(positions, actions, size))
+        positions = np.where(reached[:, None], positions, move(positions, actions, size, blocked))
         reached |= (positions == goal).all(axis=1)
     hits = int(reached.sum())
     return hits, hits / num_episodes
@@ -257,21 +354,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m toy_envs", description="Random-walk success probability of SparseGridRoom."
     )
-    parser.add_argument("--size", type=int, default=15, help="room side in cells")
-    parser.add_argument("--horizon", type=int, default=None, help="default: 2 x shortest path")
+    parser.add_argument(
+        "--env", default="SparseGridRoom-v0", help="a registered room, e.g. SparseGridRoomDetour-v0"
+    )
+    parser.add_argument("--size", type=int, default=None, help="room side in cells")
+    parser.add_argument("--horizon", type=int, default=None, help="steps before truncation")
+    parser.add_argument("--goal", type=int, nargs=2, default=None, help="goal row and column")
     parser.add_argument("--no_noop", action="store_true", help="4 actions instead of 5")
     parser.add_argument("--episodes", type=int, default=20_000, help="Monte Carlo episodes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    horizon = args.horizon or 2 * shortest_path_length(args.size)
-    num_actions = 4 if args.no_noop else 5
-    exact = random_walk_success_probability(args.size, horizon, num_actions)
+    overrides = {"size": args.size, "horizon": args.horizon, "goal": args.goal}
+    room = gym.make(
+        args.env, noop=not args.no_noop, **{k: v for k, v in overrides.items() if v is not None}
+    ).unwrapped
+    layout = {"goal": tuple(int(g) for g in room.goal), "walls": room.walls}
+    num_actions = int(room.action_space.n)
+    exact = random_walk_success_probability(room.size, room.horizon, num_actions, **layout)
     hits, fraction = random_walk_success_estimate(
-        args.size, horizon, num_actions, args.episodes, args.seed
+        room.size, room.horizon, num_actions, args.episodes, args.seed, **layout
     )
     print(
-        f"{args.size}x{args.size} room, {num_actions} actions, horizon {horizon} "
-        f"(shortest path {shortest_path_length(args.size)}): random walk reaches the goal with "
+        f"{args.env}: {room.size}x{room.size} room, {len(room.walls)} wall cells, goal "
+        f"{layout['goal']}, {num_actions} actions, horizon {room.horizon} (shortest path "
+        f"{shortest_path_length(room.size, **layout)}): a random walk reaches the goal with "
         f"probability {exact:.3g} (exact); Monte Carlo {hits}/{args.episodes} = {fraction:.3g}"
     )
     return 0

@@ -207,3 +207,69 @@ def test_scrambled_controls_permute_the_moves_per_cell_and_fix_them_by_layout_se
         env.step(action)
         assert env.position == tuple(expected)
     assert (SparseGridRoom().controls == np.arange(5)).all()  # plain room: identity
+
+
+def test_detour_room_needs_both_right_and_left_and_walls_block():
+    env = gym.make("toy_envs:SparseGridRoomDetour-v0").unwrapped
+    assert (env.size, env.horizon, tuple(env.goal)) == (10, 60, (2, 0))
+    assert env.walls == tuple((1, column) for column in range(9))
+    env.reset(seed=0)
+    # Straight down from the start runs into the wall; so does down anywhere along it.
+    assert [p for p, *_ in _walk(env, [DOWN, RIGHT, DOWN])] == [(0, 0), (0, 1), (0, 1)]
+    # Right and down only (any path an untrained two-move preference walks) never rewards.
+    env.reset(seed=0)
+    steps = _walk(env, [RIGHT] * 9 + [DOWN] * 9)
+    assert steps[-1][0] == (9, 9) and all(reward == 0.0 for _, reward, *_ in steps)
+    env.reset(seed=0)
+    *_, last = _walk(env, [RIGHT] * 9 + [DOWN] * 2 + [LEFT] * 9)
+    assert last == ((2, 0), 1.0, True, False)
+    assert toy_envs.shortest_path_length(10, (2, 0), env.walls) == 20
+    pixels = gym.make("toy_envs:SparseGridRoomDetour-v0", observation="pixels").unwrapped
+    pixels.reset(seed=0)
+    image = pixels._draw(1)
+    assert (image[1, 0] != image[0, 5]).any() and (image[1, 0] == image[1, 8]).all()
+
+
+def test_walls_that_cut_off_the_goal_or_cover_it_are_refused():
+    with pytest.raises(ValueError, match="cut the goal"):
+        SparseGridRoom(size=5, walls=[(1, c) for c in range(5)])
+    with pytest.raises(ValueError, match="start"):
+        SparseGridRoom(size=5, walls=[(0, 0)])
+    with pytest.raises(ValueError, match="outside"):
+        SparseGridRoom(size=5, walls=[(5, 1)])
+
+
+def test_goal_outside_the_room_or_on_the_start_is_refused():
+    for goal in [(15, 3), (-1, 2), (0, 0)]:
+        with pytest.raises(ValueError, match="goal must be a cell"):
+            SparseGridRoom(size=15, goal=goal)
+
+
+def test_exact_probability_with_an_interior_goal_by_hand_and_by_play():
+    # 3 x 3 room, goal (1, 1): right-then-down or down-then-right, nothing shorter.
+    assert toy_envs.random_walk_success_probability(3, 2, 5, goal=(1, 1)) == pytest.approx(2 / 25)
+    exact = toy_envs.random_walk_success_probability(5, 10, 5, goal=(2, 2))
+    _, fraction = toy_envs.random_walk_success_estimate(5, 10, 5, 50_000, seed=2, goal=(2, 2))
+    assert 0.05 < exact < 0.95
+    assert abs(fraction - exact) < 4 * np.sqrt(exact * (1 - exact) / 50_000)
+
+
+def test_exact_probability_around_walls_matches_the_monte_carlo_estimate():
+    walls = [(1, 0), (1, 1), (1, 2)]
+    exact = toy_envs.random_walk_success_probability(4, 60, 5, goal=(2, 0), walls=walls)
+    _, fraction = toy_envs.random_walk_success_estimate(4, 60, 5, 50_000, 3, (2, 0), walls)
+    assert 0.05 < exact < 0.95
+    assert abs(fraction - exact) < 4 * np.sqrt(exact * (1 - exact) / 50_000)
+    # Without the wall the same goal is far likelier: the wall is a real detour.
+    assert toy_envs.random_walk_success_probability(4, 60, 5, goal=(2, 0)) > exact + 0.5
+    # The detour room: a random walk gets there in about 3 of 100,000 games.
+    room = toy_envs.detour_room()
+    probability = toy_envs.random_walk_success_probability(
+        room.size, room.horizon, 5, tuple(room.goal), room.walls
+    )
+    assert 1e-5 < probability < 5e-5
+    small = gym.make("toy_envs:SparseGridRoomDetour-v0", size=8, horizon=40).unwrapped
+    assert small.walls == tuple((1, column) for column in range(7))
+    assert toy_envs.random_walk_success_probability(8, 40, 5, (2, 0), small.walls) == pytest.approx(
+        3.86e-5, rel=0.01
+    )
