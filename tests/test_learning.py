@@ -71,22 +71,20 @@ def train_dqn_on(env_name: str, hide_velocity: bool, num_steps: int, seed: int):
     return learner, eval_env
 
 
-@pytest.fixture(autouse=True)
-def single_thread_torch():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # Deterministic and fast for these tiny networks.
-    yield
-    torch.set_num_threads(threads)
+def dqn_cartpole_returns(seed: int) -> list[float]:
+    """Greedy scores of 20 CartPole games after DQN's 25,000 training steps."""
+    learner, eval_env = train_dqn_on(
+        "CartPole-v1", hide_velocity=False, num_steps=25_000, seed=seed
+    )
+    return greedy_returns(eval_env, EpsilonGreedyActor(learner.network, 0.0, 0, CPU), 20)
 
 
 @pytest.mark.slow
-def test_dqn_learns_cartpole():
+def test_dqn_learns_cartpole(learning_runs):
     # Since ε anneals only after the warm-up (and the actor's and sampler's streams became
     # independent), batch 64 reached 265 in 25,000 steps and 499 in 40,000; batch 128 (in
     # train_dqn_on) reaches 500, 484 and 498 in 25,000 with seeds 0, 1 and 2.
-    learner, eval_env = train_dqn_on("CartPole-v1", hide_velocity=False, num_steps=25_000, seed=0)
-    actor = EpsilonGreedyActor(learner.network, 0.0, 0, CPU)
-    returns = greedy_returns(eval_env, actor, num_episodes=20)
+    returns = learning_runs[("dqn_cartpole", 0)].result()
     assert np.mean(returns) >= 475, returns
 
 
@@ -143,30 +141,69 @@ MEMORY_BUDGET = 25_000
 
 
 def r2d2_memory_task_returns(seed: int) -> list[float]:
-    """Greedy scores of 10 games after R2D2's training on the memory task (a worker process:
-    one torch thread)."""
-    torch.set_num_threads(1)
+    """Greedy scores of 10 games after R2D2's training on the memory task."""
     learner, eval_env = train_r2d2_on_hidden_velocity_cartpole(MEMORY_BUDGET, seed)
     return greedy_returns(eval_env, RecurrentEpsilonGreedyActor(learner.network, 0.0, 0, CPU), 10)
 
 
-@pytest.mark.slow
-def test_r2d2_learns_a_task_that_needs_memory_with_every_seed():
-    """CartPole with the velocities hidden: a recurrent agent infers them from the positions
-    it has seen. Seeds 0, 1 and 2, two at a time on the machine's 2 cores (with batches
-    sampled two updates ahead, the default prefetch depth, seed 2 ended at 189 in CI)."""
-    seeds = [0, 1, 2]
+def dqn_memory_task_returns(seed: int) -> list[float]:
+    """Greedy scores of 10 games after feed-forward DQN's training on the memory task."""
+    dqn, eval_env = train_dqn_on(
+        "CartPole-v1", hide_velocity=True, num_steps=MEMORY_BUDGET, seed=seed
+    )
+    return greedy_returns(eval_env, EpsilonGreedyActor(dqn.network, 0.0, 0, CPU), 10)
+
+
+# Every training run of this module, keyed (run, seed), with its rough seconds on one core.
+RUNS = {
+    "r2d2_memory": (r2d2_memory_task_returns, 150),
+    "dqn_cartpole": (dqn_cartpole_returns, 120),
+    "dqn_memory": (dqn_memory_task_returns, 115),
+}
+RUNS_OF_TEST = {
+    "test_r2d2_learns_a_task_that_needs_memory_with_every_seed": [
+        ("r2d2_memory", s) for s in range(3)
+    ],
+    "test_dqn_learns_cartpole": [("dqn_cartpole", 0)],
+    "test_feed_forward_dqn_does_not_learn_the_memory_task": [("dqn_memory", 0)],
+}
+
+
+def run_in_worker(run: str, seed: int) -> list[float]:
+    torch.set_num_threads(1)  # Deterministic and fast for these tiny networks.
+    return RUNS[run][0](seed)
+
+
+@pytest.fixture(scope="module")
+def learning_runs(request):
+    """{(run, seed): future of its greedy scores}: the training runs of the selected tests,
+    started together on the machine's 2 cores, longest first, so neither core waits while
+    a test's last seed runs alone."""
+    selected = {item.name for item in request.session.items if item.module is request.module}
+    runs = [run for test, runs in RUNS_OF_TEST.items() if test in selected for run in runs]
+    runs.sort(key=lambda run: -RUNS[run[0]][1])
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        returns = dict(zip(seeds, pool.map(r2d2_memory_task_returns, seeds), strict=True))
-    means = {seed: float(np.mean(scores)) for seed, scores in returns.items()}
-    print(f"R2D2 memory task, mean greedy score per seed: {means}")
-    assert all(mean >= 300 for mean in means.values()), returns
+        futures = {run: pool.submit(run_in_worker, *run) for run in runs}
+        yield futures
+        for future in futures.values():
+            future.cancel()
 
 
 @pytest.mark.slow
-def test_feed_forward_dqn_does_not_learn_the_memory_task():
+def test_r2d2_learns_a_task_that_needs_memory_with_every_seed(learning_runs):
+    """CartPole with the velocities hidden: a recurrent agent infers them from the positions
+    it has seen. Seeds 0, 1 and 2 (with batches sampled two updates ahead, the default
+    prefetch depth, seed 2 ended at 189 in CI)."""
+    means = {
+        seed: float(np.mean(learning_runs[("r2d2_memory", seed)].result())) for seed in range(3)
+    }
+    print(f"R2D2 memory task, mean greedy score per seed: {means}")
+    assert all(mean >= 300 for mean in means.values()), means
+
+
+@pytest.mark.slow
+def test_feed_forward_dqn_does_not_learn_the_memory_task(learning_runs):
     """The same task and budget defeat DQN, which sees one observation at a time."""
-    dqn, eval_env = train_dqn_on("CartPole-v1", hide_velocity=True, num_steps=MEMORY_BUDGET, seed=0)
-    returns = greedy_returns(eval_env, EpsilonGreedyActor(dqn.network, 0.0, 0, CPU), 10)
+    returns = learning_runs[("dqn_memory", 0)].result()
     assert np.mean(returns) < 150, returns
