@@ -11,6 +11,8 @@ What this asserts is what was measured (README, "Hard exploration"), seeds 0, 1,
   the walls into the goal corner once, and it learned from there. So the test asks that R2D2
   fails with two seeds of three; the issue asked for all three (README, "Known gaps").
 A target copy every 50 updates, not 200: with 200, Agent57's seed 2 never reached the goal.
+Over seeds 0-9 (README, measured after these seeds were chosen) the goal is found with NGU 5
+of 10, Agent57 9 of 10 and R2D2 2 of 10: seeds 0-2 are NGU's better ones.
 
 The agents run in the single-thread loop with their own actors and learners (reproducible per
 seed), two seeds at a time in worker processes."""
