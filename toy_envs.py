@@ -96,10 +96,9 @@ def shortest_path_length(
         cell = frontier.popleft()
         if cell == target:
             return distance[cell]
-        for offset in _ACTION_OFFSETS[:4]:
-            row, column = cell[0] + int(offset[0]), cell[1] + int(offset[1])
-            inside = 0 <= row < size and 0 <= column < size
-            if inside and not blocked[row, column] and (row, column) not in distance:
+        # The four moves, through the room's own dynamics (a blocked move stays: seen).
+        for row, column in move(np.array(cell), np.arange(4), size, blocked).tolist():
+            if (row, column) not in distance:
                 distance[(row, column)] = distance[cell] + 1
                 frontier.append((row, column))
     raise ValueError(f"the walls cut the goal {target} off from the start (0, 0)")
@@ -365,9 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     overrides = {"size": args.size, "horizon": args.horizon, "goal": args.goal}
-    room = gym.make(
-        args.env, noop=not args.no_noop, **{k: v for k, v in overrides.items() if v is not None}
-    ).unwrapped
+    try:
+        room = gym.make(
+            args.env, noop=not args.no_noop, **{k: v for k, v in overrides.items() if v is not None}
+        ).unwrapped
+    except (gym.error.Error, TypeError, ValueError) as error:
+        parser.error(f"cannot make {args.env}: {error}")
     layout = {"goal": tuple(int(g) for g in room.goal), "walls": room.walls}
     num_actions = int(room.action_space.n)
     exact = random_walk_success_probability(room.size, room.horizon, num_actions, **layout)

@@ -53,15 +53,13 @@ COMMON = dict(
 )
 
 
-def goal_episodes(
-    agent: str, config, seed: int, room: str = ROOM, room_kwargs: dict | None = None
-) -> tuple[int, int]:
+def goal_episodes(agent: str, config, seed: int) -> tuple[int, int]:
     """Trains `agent` on the room for BUDGET steps; returns (games that reached the goal,
     games). Runs in a worker process: one torch thread, its own seeds."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     module = MODULES[agent]
-    spec = gym_env.EnvSpec(classic_name=room, env_kwargs=room_kwargs or {})
+    spec = gym_env.EnvSpec(classic_name=ROOM)
     env, actor = module.ActorFactory(config, spec, num_envs=8, num_actors=1)(0, seed)
     env = GoalCounter(env)
     learner = module.build_learner(
@@ -107,16 +105,11 @@ class GoalCounter:
         return getattr(self.env, name)
 
 
-def every_seed(
-    agent: str, config, room: str = ROOM, room_kwargs: dict | None = None
-) -> dict[int, tuple[int, int]]:
+def every_seed(agent: str, config) -> dict[int, tuple[int, int]]:
     """{seed: (goal games, games)} for SEEDS, two seeds at a time on the machine's 2 cores."""
     context = multiprocessing.get_context("spawn")
-    n = len(SEEDS)
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        results = pool.map(
-            goal_episodes, [agent] * n, [config] * n, SEEDS, [room] * n, [room_kwargs] * n
-        )
+        results = pool.map(goal_episodes, [agent] * len(SEEDS), [config] * len(SEEDS), SEEDS)
         found = dict(zip(SEEDS, results, strict=True))
     print(f"{agent}: {found}")
     return found
