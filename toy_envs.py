@@ -20,6 +20,12 @@ untrained network's greedy policy that prefers two moves everywhere, with ε-gre
 walks such a path often enough to stumble on the reward; the detour needs both right and left,
 so only a policy that learned where it is, or explores where it has not been, gets there.
 
+``SparseGridRoomDeadly-v0`` (15 x 15) is the open room whose walls kill: a move into a wall
+(the border or an inner wall) ends the game with no reward. Sliding along the walls into the
+goal corner, which is how an untrained ε-greedy learner sometimes stumbles on the open room's
+reward, then dies at the first bump, and so does almost every random walk; a novelty-seeking
+agent learns to stop bumping, because a game that ends takes its intrinsic rewards with it.
+
 With the defaults (15 x 15, 4 moves and a no-op, horizon 56 = 2 x 28) a uniformly random policy
 reaches the goal in about 9 of a million episodes (exact value: ``python -m toy_envs``), so an
 undirected ε-greedy learner essentially never sees the reward, while a directed explorer only
@@ -42,6 +48,7 @@ import numpy as np
 __all__ = [
     "OBSERVATION_KINDS",
     "SparseGridRoom",
+    "bumped",
     "detour_room",
     "move",
     "random_walk_success_estimate",
@@ -72,6 +79,13 @@ def move(
     if blocked is None:
         return moved
     return np.where(blocked[moved[..., 0], moved[..., 1]][..., None], positions, moved)
+
+
+def bumped(positions: np.ndarray, moved: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """[...] bool: the action was a move (not the no-op) and the agent stayed where it was,
+    that is, it walked into a wall. positions and moved [..., 2]; actions [...]."""
+    stayed = (positions == moved).all(axis=-1)
+    return stayed & _ACTION_OFFSETS[actions].any(axis=-1)
 
 
 def wall_grid(size: int, walls: Sequence[Sequence[int]] = ()) -> np.ndarray:
@@ -165,6 +179,8 @@ class SparseGridRoom(gym.Env):
             fixed arbitrary path that soon cycles, and only per-cell learning or directed
             exploration crosses the room. A uniformly random walk is unchanged.
         layout_seed: the seed of the scrambled controls (the same room for every environment).
+        deadly_walls: a move into a wall (border or inner) terminates the game with reward 0,
+            instead of leaving the agent in place. The no-op stays safe.
         render_mode: None or ``"rgb_array"`` (16 pixels per cell).
     """
 
@@ -181,6 +197,7 @@ class SparseGridRoom(gym.Env):
         slip_probability: float = 0.0,
         scrambled_controls: bool = False,
         layout_seed: int = 0,
+        deadly_walls: bool = False,
         render_mode: str | None = None,
     ) -> None:
         if size < 2:
@@ -197,6 +214,7 @@ class SparseGridRoom(gym.Env):
             raise ValueError(f"horizon must be at least 1, got {self.horizon}")
         self.observation_kind = observation
         self.slip_probability = float(slip_probability)
+        self.deadly_walls = bool(deadly_walls)
         self.render_mode = render_mode
         self.start = np.array([0, 0], dtype=np.int64)
         self.goal = np.array(_goal_cell(size, goal), dtype=np.int64)
@@ -260,13 +278,15 @@ class SparseGridRoom(gym.Env):
         if self.slip_probability > 0 and self.np_random.random() < self.slip_probability:
             action = int(self.np_random.integers(self.action_space.n))
         row, column = self._position
-        self._position = move(
-            self._position, self.controls[row, column, action], self.size, self.blocked
-        )
+        direction = self.controls[row, column, action]
+        before = self._position
+        self._position = move(before, direction, self.size, self.blocked)
         self._steps += 1
-        terminated = bool(np.array_equal(self._position, self.goal))
+        reached = bool(np.array_equal(self._position, self.goal))
+        died = self.deadly_walls and bool(bumped(before, self._position, direction))
+        terminated = reached or died
         truncated = not terminated and self._steps >= self.horizon
-        return self._observe(), float(terminated), terminated, truncated, {}
+        return self._observe(), float(reached), terminated, truncated, {}
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -280,6 +300,7 @@ def _register() -> None:
         "SparseGridRoomCoordinates-v0": {"observation": "coordinates"},
         "SparseGridRoomPixels-v0": {"observation": "pixels"},
         "SparseGridRoomScrambled-v0": {"scrambled_controls": True},
+        "SparseGridRoomDeadly-v0": {"deadly_walls": True},
     }
     for env_id, kwargs in variants.items():
         if env_id not in gym.registry:  # `python -m toy_envs` imports the module twice.
@@ -302,12 +323,14 @@ def random_walk_success_probability(
     num_actions: int = 5,
     goal: Sequence[int] | None = None,
     walls: Sequence[Sequence[int]] = (),
+    deadly_walls: bool = False,
 ) -> float:
     """Exact probability that uniformly random actions reach `goal` (default: the far corner)
     within `horizon`.
 
     Propagates the distribution over cells one step at a time and removes (counts) the mass
-    that lands on the goal, which is absorbing.
+    that lands on the goal, which is absorbing. With `deadly_walls` the mass that walks into
+    a wall is removed too (those games are over), and not counted.
     """
     goal, blocked = _goal_cell(size, goal), wall_grid(size, walls)
     occupancy = np.zeros((size, size))
@@ -318,8 +341,11 @@ def random_walk_success_probability(
     for _ in range(horizon):
         following = np.zeros_like(occupancy)
         for action in range(num_actions):
-            target = move(cells, np.full(cells.shape[:2], action), size, blocked)
-            np.add.at(following, (target[..., 0], target[..., 1]), occupancy / num_actions)
+            actions = np.full(cells.shape[:2], action)
+            target = move(cells, actions, size, blocked)
+            alive = ~bumped(cells, target, actions) if deadly_walls else True
+            mass = np.where(alive, occupancy / num_actions, 0.0)
+            np.add.at(following, (target[..., 0], target[..., 1]), mass)
         reached += following[goal]
         following[goal] = 0.0
         occupancy = following
@@ -334,17 +360,22 @@ def random_walk_success_estimate(
     seed: int,
     goal: Sequence[int] | None = None,
     walls: Sequence[Sequence[int]] = (),
+    deadly_walls: bool = False,
 ) -> tuple[int, float]:
     """Monte Carlo: (episodes that reached the goal, their fraction), all walks in parallel."""
     rng = np.random.default_rng(seed)
     positions = np.zeros((num_episodes, 2), dtype=np.int64)
     reached = np.zeros(num_episodes, dtype=bool)
+    dead = np.zeros(num_episodes, dtype=bool)
     goal, blocked = np.array(_goal_cell(size, goal)), wall_grid(size, walls)
     for _ in range(horizon):
         actions = rng.integers(num_actions, size=num_episodes)
-        # An episode that reached the goal has terminated: freeze it there.
-        positions = np.where(reached[:, None], positions, move(positions, actions, size, blocked))
-        reached |= (positions == goal).all(axis=1)
+        moved = move(positions, actions, size, blocked)
+        over = reached | dead  # Episodes that terminated stay frozen.
+        if deadly_walls:
+            dead |= ~over & bumped(positions, moved, actions)
+        positions = np.where((reached | dead)[:, None], positions, moved)
+        reached |= ~dead & (positions == goal).all(axis=1)
     hits = int(reached.sum())
     return hits, hits / num_episodes
 
@@ -370,16 +401,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ).unwrapped
     except (gym.error.Error, TypeError, ValueError) as error:
         parser.error(f"cannot make {args.env}: {error}")
-    layout = {"goal": tuple(int(g) for g in room.goal), "walls": room.walls}
+    layout = {
+        "goal": tuple(int(g) for g in room.goal),
+        "walls": room.walls,
+        "deadly_walls": room.deadly_walls,
+    }
     num_actions = int(room.action_space.n)
     exact = random_walk_success_probability(room.size, room.horizon, num_actions, **layout)
     hits, fraction = random_walk_success_estimate(
         room.size, room.horizon, num_actions, args.episodes, args.seed, **layout
     )
     print(
-        f"{args.env}: {room.size}x{room.size} room, {len(room.walls)} wall cells, goal "
-        f"{layout['goal']}, {num_actions} actions, horizon {room.horizon} (shortest path "
-        f"{shortest_path_length(room.size, **layout)}): a random walk reaches the goal with "
+        f"{args.env}: {room.size}x{room.size} room, {len(room.walls)} wall cells"
+        f"{' (deadly)' if room.deadly_walls else ''}, goal {layout['goal']}, {num_actions} "
+        f"actions, horizon {room.horizon} (shortest path "
+        f"{shortest_path_length(room.size, layout['goal'], room.walls)}): a random walk reaches "
+        f"the goal with "
         f"probability {exact:.3g} (exact); Monte Carlo {hits}/{args.episodes} = {fraction:.3g}"
     )
     return 0

@@ -273,3 +273,53 @@ def test_exact_probability_around_walls_matches_the_monte_carlo_estimate():
     assert toy_envs.random_walk_success_probability(8, 40, 5, (2, 0), small.walls) == pytest.approx(
         3.86e-5, rel=0.01
     )
+
+
+def test_deadly_walls_end_the_game_at_the_first_bump_and_the_no_op_is_safe():
+    env = gym.make("toy_envs:SparseGridRoomDeadly-v0", size=4, horizon=20).unwrapped
+    env.reset(seed=0)
+    # Along the top wall and standing still are safe; pushing into the wall is not.
+    steps = _walk(env, [RIGHT, RIGHT, NOOP, RIGHT])
+    assert [s[0] for s in steps] == [(0, 1), (0, 2), (0, 2), (0, 3)]
+    assert not any(term or trunc for _, _, term, trunc in steps)
+    assert _walk(env, [RIGHT]) == [((0, 3), 0.0, True, False)]
+    # An inner wall kills as well; the goal still rewards.
+    inner = SparseGridRoom(size=4, walls=[(1, 0)], deadly_walls=True)
+    inner.reset(seed=0)
+    assert _walk(inner, [DOWN]) == [((0, 0), 0.0, True, False)]
+    inner.reset(seed=0)
+    assert _walk(inner, [RIGHT] * 3 + [DOWN] * 3)[-1] == ((3, 3), 1.0, True, False)
+    # The same bump in an ordinary room just stays put.
+    assert _walk(SparseGridRoom(size=4), [UP]) == [((0, 0), 0.0, False, False)]
+
+
+def test_exact_probability_with_deadly_walls_by_hand_and_by_play():
+    # 2 x 2 room, horizon 3 (worked by hand): the games that bump into a wall end, so
+    # 14/125 of random walks reach (1, 1), against 22/125 when a bump just stays put.
+    assert toy_envs.random_walk_success_probability(2, 3, 5) == pytest.approx(22 / 125)
+    assert toy_envs.random_walk_success_probability(2, 3, 5, deadly_walls=True) == pytest.approx(
+        14 / 125
+    )
+    size, horizon, episodes = 4, 12, 20_000
+    exact = toy_envs.random_walk_success_probability(size, horizon, 5, deadly_walls=True)
+    _, fraction = toy_envs.random_walk_success_estimate(
+        size, horizon, 5, episodes, seed=4, deadly_walls=True
+    )
+    assert 0.01 < exact < 0.95
+    assert abs(fraction - exact) < 4 * np.sqrt(exact * (1 - exact) / episodes)
+    # Random play in the environment itself dies and succeeds at the same rates.
+    env = SparseGridRoom(size=size, horizon=horizon, deadly_walls=True)
+    rng, successes = np.random.default_rng(5), 0
+    for _ in range(episodes // 4):
+        env.reset()
+        terminated = truncated = False
+        while not (terminated or truncated):
+            _, reward, terminated, truncated, _ = env.step(int(rng.integers(5)))
+        successes += reward == 1.0
+    played = episodes // 4
+    assert abs(successes / played - exact) < 4 * np.sqrt(exact * (1 - exact) / played)
+    # The 15 x 15 deadly room is further out of a random walk's reach than the open one.
+    deadly = gym.make("toy_envs:SparseGridRoomDeadly-v0").unwrapped
+    assert toy_envs.random_walk_success_probability(
+        15, deadly.horizon, 5, deadly_walls=True
+    ) < 0.2 * toy_envs.random_walk_success_probability(15, deadly.horizon, 5)
