@@ -22,7 +22,7 @@ Seeds 0, 1, 2 gave 129, 19 and 34 goal games; seeds 0-9 find it with 9 of 10. In
 room Agent57 reached the goal with 6 seeds of 10 (50, 0, 2, 0, 0, 23, 1, 27, 4, 0).
 
 The agents run in the single-thread loop with their own actors and learners (reproducible per
-seed on one machine), two runs at a time in worker processes."""
+seed on one machine), all the tests' runs in one pool of two worker processes, longest first."""
 
 from __future__ import annotations
 
@@ -123,39 +123,60 @@ class GoalCounter:
         return getattr(self.env, name)
 
 
-def run_all(jobs: list[tuple[str, str, int]]) -> dict[tuple[str, str, int], tuple[int, int]]:
-    """{(agent, room, seed): (goal games, games)}, two runs at a time on the machine's 2 cores,
-    the slower agents' runs first."""
-    order = {"agent57": 0, "ngu": 1, "r2d2": 2}
-    jobs = sorted(jobs, key=lambda job: order[job[0]])
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        results = pool.map(goal_episodes, *zip(*jobs, strict=True))
-        found = dict(zip(jobs, results, strict=True))
-    print(found)
-    return found
+# The runs of each test (agent, room, seed), and an agent's seconds per run, for the order.
+RUNS_OF_TEST = {
+    "test_ngu_reaches_the_deadly_rooms_reward_with_most_seeds": [
+        ("ngu", DEADLY_ROOM, seed) for seed in DEADLY_SEEDS
+    ],
+    "test_r2d2_with_the_same_budget_never_reaches_it": [
+        ("r2d2", DEADLY_ROOM, seed) for seed in DEADLY_SEEDS
+    ],
+    "test_agent57_finds_the_open_rooms_sparse_reward_with_every_seed": [
+        ("agent57", OPEN_ROOM, seed) for seed in AGENT57_SEEDS
+    ],
+}
+SECONDS_PER_RUN = {"agent57": 70, "ngu": 45, "r2d2": 30}
 
 
 @pytest.fixture(scope="module")
-def deadly_room_runs() -> dict[tuple[str, str, int], tuple[int, int]]:
-    """NGU's and R2D2's runs in the deadly room, DEADLY_SEEDS each, in one pool."""
-    return run_all([(a, DEADLY_ROOM, seed) for a in ("ngu", "r2d2") for seed in DEADLY_SEEDS])
+def exploration_runs(request):
+    """{(agent, room, seed): future of (goal games, games)}: the runs of the selected tests,
+    started together on the machine's 2 cores, longest first, so neither core waits while a
+    test's last seed runs alone."""
+    selected = {item.name for item in request.session.items if item.module is request.module}
+    runs = [run for test, runs in RUNS_OF_TEST.items() if test in selected for run in runs]
+    runs.sort(key=lambda run: -SECONDS_PER_RUN[run[0]])
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+        futures = {run: pool.submit(goal_episodes, *run) for run in runs}
+        yield futures
+        for future in futures.values():
+            future.cancel()
+
+
+def results(runs, test: str) -> dict[int, tuple[int, int]]:
+    """{seed: (goal games, games)} of `test`'s runs."""
+    found = {seed: runs[(agent, room, seed)].result() for agent, room, seed in RUNS_OF_TEST[test]}
+    print(f"{test}: {found}")
+    return found
 
 
 @pytest.mark.slow
-def test_ngu_reaches_the_deadly_rooms_reward_with_most_seeds(deadly_room_runs):
-    goals = {seed: deadly_room_runs[("ngu", DEADLY_ROOM, seed)][0] for seed in DEADLY_SEEDS}
-    assert sum(reached >= 1 for reached in goals.values()) >= NGU_REACHES, goals
+def test_ngu_reaches_the_deadly_rooms_reward_with_most_seeds(exploration_runs):
+    found = results(exploration_runs, "test_ngu_reaches_the_deadly_rooms_reward_with_most_seeds")
+    assert sum(reached >= 1 for reached, _ in found.values()) >= NGU_REACHES, found
 
 
 @pytest.mark.slow
-def test_r2d2_with_the_same_budget_never_reaches_it(deadly_room_runs):
-    runs = {seed: deadly_room_runs[("r2d2", DEADLY_ROOM, seed)] for seed in DEADLY_SEEDS}
-    assert all(games > 100 for _, games in runs.values()), runs  # it did play, and die
-    assert all(reached == 0 for reached, _ in runs.values()), runs
+def test_r2d2_with_the_same_budget_never_reaches_it(exploration_runs):
+    found = results(exploration_runs, "test_r2d2_with_the_same_budget_never_reaches_it")
+    assert all(games > 100 for _, games in found.values()), found  # it did play, and die
+    assert all(reached == 0 for reached, _ in found.values()), found
 
 
 @pytest.mark.slow
-def test_agent57_finds_the_open_rooms_sparse_reward_with_every_seed():
-    found = run_all([("agent57", OPEN_ROOM, seed) for seed in AGENT57_SEEDS])
+def test_agent57_finds_the_open_rooms_sparse_reward_with_every_seed(exploration_runs):
+    found = results(
+        exploration_runs, "test_agent57_finds_the_open_rooms_sparse_reward_with_every_seed"
+    )
     assert all(reached >= FOUND for reached, _ in found.values()), found
