@@ -371,11 +371,11 @@ def random_walk_success_estimate(
     for _ in range(horizon):
         actions = rng.integers(num_actions, size=num_episodes)
         moved = move(positions, actions, size, blocked)
-        over = reached | dead  # Episodes that terminated stay frozen.
         if deadly_walls:
-            dead |= ~over & bumped(positions, moved, actions)
-        positions = np.where((reached | dead)[:, None], positions, moved)
-        reached |= ~dead & (positions == goal).all(axis=1)
+            dead |= ~reached & bumped(positions, moved, actions)
+        over = reached | dead  # Episodes that terminated stay frozen.
+        positions = np.where(over[:, None], positions, moved)
+        reached |= ~over & (positions == goal).all(axis=1)
     hits = int(reached.sum())
     return hits, hits / num_episodes
 
@@ -411,13 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     hits, fraction = random_walk_success_estimate(
         room.size, room.horizon, num_actions, args.episodes, args.seed, **layout
     )
+    shortest = shortest_path_length(room.size, layout["goal"], room.walls)
     print(
         f"{args.env}: {room.size}x{room.size} room, {len(room.walls)} wall cells"
         f"{' (deadly)' if room.deadly_walls else ''}, goal {layout['goal']}, {num_actions} "
-        f"actions, horizon {room.horizon} (shortest path "
-        f"{shortest_path_length(room.size, layout['goal'], room.walls)}): a random walk reaches "
-        f"the goal with "
-        f"probability {exact:.3g} (exact); Monte Carlo {hits}/{args.episodes} = {fraction:.3g}"
+        f"actions, horizon {room.horizon} (shortest path {shortest}): a random walk reaches "
+        f"the goal with probability {exact:.3g} (exact); Monte Carlo "
+        f"{hits}/{args.episodes} = {fraction:.3g}"
     )
     return 0
 

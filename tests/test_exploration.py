@@ -26,12 +26,10 @@ seed on one machine), all the tests' runs in one pool of two worker processes, l
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 import pytest
 import torch
+from worker_pool import runs_of_selected_tests
 
 import gym_env
 import toy_envs  # noqa: F401  (registers the rooms)
@@ -140,18 +138,11 @@ SECONDS_PER_RUN = {"agent57": 70, "ngu": 45, "r2d2": 30}
 
 @pytest.fixture(scope="module")
 def exploration_runs(request):
-    """{(agent, room, seed): future of (goal games, games)}: the runs of the selected tests,
-    started together on the machine's 2 cores, longest first, so neither core waits while a
-    test's last seed runs alone."""
-    selected = {item.name for item in request.session.items if item.module is request.module}
-    runs = [run for test, runs in RUNS_OF_TEST.items() if test in selected for run in runs]
-    runs.sort(key=lambda run: -SECONDS_PER_RUN[run[0]])
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        futures = {run: pool.submit(goal_episodes, *run) for run in runs}
-        yield futures
-        for future in futures.values():
-            future.cancel()
+    """{(agent, room, seed): future of (goal games, games)}, all of the selected tests' runs
+    in one pool."""
+    yield from runs_of_selected_tests(
+        request, RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], goal_episodes
+    )
 
 
 def results(runs, test: str) -> dict[int, tuple[int, int]]:

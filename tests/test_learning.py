@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 import pytest
 import torch
+from worker_pool import runs_of_selected_tests
 
 import gym_env
 from agents.dqn.agent import DqnConfig, build_agent
@@ -176,18 +174,11 @@ def run_in_worker(run: str, seed: int) -> list[float]:
 
 @pytest.fixture(scope="module")
 def learning_runs(request):
-    """{(run, seed): future of its greedy scores}: the training runs of the selected tests,
-    started together on the machine's 2 cores, longest first, so neither core waits while
-    a test's last seed runs alone."""
-    selected = {item.name for item in request.session.items if item.module is request.module}
-    runs = [run for test, runs in RUNS_OF_TEST.items() if test in selected for run in runs]
-    runs.sort(key=lambda run: -RUNS[run[0]][1])
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        futures = {run: pool.submit(run_in_worker, *run) for run in runs}
-        yield futures
-        for future in futures.values():
-            future.cancel()
+    """{(run, seed): future of its greedy scores}, all of the selected tests' runs in one
+    pool."""
+    yield from runs_of_selected_tests(
+        request, RUNS_OF_TEST, lambda run: RUNS[run[0]][1], run_in_worker
+    )
 
 
 @pytest.mark.slow
