@@ -12,7 +12,7 @@ import abc
 import numpy as np
 import torch
 
-from exploration import epsilon_greedy_with_probability
+from exploration.policies import epsilon_greedy_with_probability
 
 
 def epsilon_greedy_actions(

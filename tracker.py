@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from checkpoint import atomic_write
+from experiment.checkpoint import atomic_write
 
 
 class EpisodeTracker:

@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+import main_loop
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -31,7 +33,6 @@ def run_child(args) -> None:
     import torch
 
     import gym_env
-    import main_loop
     from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
     from tracker import MetricsWriter
 
@@ -40,7 +41,7 @@ def run_child(args) -> None:
     config = R2d2Config(
         batch_size=args.batch_size, min_replay_size=2 * args.batch_size, replay_capacity=5_000
     )
-    parallel = main_loop.ParallelConfig(num_actors=args.num_actors, replay_ratio=1.0)
+    parallel = config.ParallelConfig(num_actors=args.num_actors, replay_ratio=1.0)
     env = spec.create(1, 0)
     shape, dtype, actions = env.observation_shape, env.observation_dtype, env.num_actions
     env.close()
@@ -77,7 +78,11 @@ def run_child(args) -> None:
         idle, durations = eval_seconds, eval_seconds
     else:
         from agents.r2d2.agent import build_network
-        from evaluator import EvalActorFactory, EvalWorker, OverlappedEvaluation
+        from distributed.evaluation_process import (
+            EvalActorFactory,
+            EvalWorker,
+            OverlappedEvaluation,
+        )
         from greedy_actors import RecurrentEpsilonGreedyActor
 
         eval_factory = EvalActorFactory(

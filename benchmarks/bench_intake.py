@@ -39,7 +39,8 @@ def run_child(args) -> None:
 
     import gym_env
     from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
-    from main_loop import ParallelConfig, ParallelTrainer
+    from distributed.config import ParallelConfig
+    from main_loop import ParallelTrainer
 
     atari = gym_env.AtariConfig("Pong", clip_rewards=False, full_action_space=True)
     spec = gym_env.EnvSpec(atari=atari)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import gym_env
 from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
-from prefetch import BatchPrefetcher
+from distributed.prefetch import BatchPrefetcher
 
 ATARI = gym_env.AtariConfig("Pong", clip_rewards=False, full_action_space=True)
 CPU = torch.device("cpu")

@@ -47,7 +47,7 @@ def build_parts(args):
     import torch
 
     import gym_env
-    from main_loop import ParallelConfig
+    from distributed.config import ParallelConfig
 
     agent = importlib.import_module(AGENT_MODULES[args.agent])
     # As the run scripts: NGU and Agent57 see one frame, R2D2 a stack.
@@ -74,12 +74,13 @@ def build_parts(args):
 
 def measure_backend(args) -> dict:
     """Trains with one backend; agent steps and updates over --seconds after warm-up."""
-    from main_loop import ParallelTrainer, process_pool
+    from distributed.actors import process_pool
+    from main_loop import ParallelTrainer
 
     factory, learner, parallel = build_parts(args)
     pool_factory = process_pool
     if args.backend == "ray":
-        import ray_backend
+        from distributed import ray_backend
 
         pool_factory = ray_backend.ray_pool_factory("", args.ray_cpus_per_actor)
     trainer = ParallelTrainer(
@@ -109,7 +110,7 @@ def one_message(args):
     """An actor's first message, built by the shared actor loop in this process."""
     import torch
 
-    from main_loop import run_actor_loop
+    from distributed.actors import run_actor_loop
 
     torch.set_num_threads(1)
     factory, _, _ = build_parts(args)
@@ -138,7 +139,7 @@ class _Holder:
 
 def measure_message(args) -> dict:
     """Size of one pickled message, and the time to fetch it from a Ray actor."""
-    import ray_backend
+    from distributed import ray_backend
 
     message = one_message(args)
     data = pickle.dumps([message], protocol=pickle.HIGHEST_PROTOCOL)

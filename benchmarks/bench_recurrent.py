@@ -32,8 +32,9 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import gym_env
-from main_loop import ParallelConfig, ParallelTrainer
-from sequence_agent import sequence_batch_to_device
+from agents.common.sequence_learning import sequence_batch_to_device
+from distributed.config import ParallelConfig
+from main_loop import ParallelTrainer
 
 CONFIGS = {"r2d2": "R2d2Config", "ngu": "NguConfig", "agent57": "Agent57Config"}
 
@@ -121,7 +122,7 @@ def bench_acting(args) -> None:
 def knn_part(actor, num_envs: int, fill: int):
     """The episodic memory's k-NN reward alone, on a memory holding `fill` embeddings per
     environment (a mid-episode load), with fresh random embeddings each call."""
-    from intrinsic import EpisodicMemory
+    from exploration.novelty import EpisodicMemory
 
     config = actor.config
     memory = EpisodicMemory(

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from replay import ChunkBuilder, SequenceAssembler, SequenceReplay
+from sequence_replay import ChunkBuilder, SequenceAssembler, SequenceReplay
 
 NUM_ENVS = 4
 BURN_IN, SEQUENCE_LENGTH, PERIOD, FRAME_STACK = 40, 80, 40, 4

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from intrinsic import RunningMeanStd, lifelong_multiplier
+from exploration.novelty import RunningMeanStd, lifelong_multiplier
 from networks.value import MlpTorso, NatureConvTorso
 
 

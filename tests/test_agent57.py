@@ -13,7 +13,8 @@ import torch
 
 import value_learning
 from agents.agent57.agent import Agent57Config, build_learner, combined_q
-from exploration import BanditPolicyChooser, SlidingWindowUcb, agent57_discounts
+from exploration.bandit import BanditPolicyChooser, SlidingWindowUcb
+from exploration.policies import agent57_discounts
 
 # --------------------------------------------------------------------------------------------
 # The discount ladder

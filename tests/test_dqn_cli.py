@@ -31,7 +31,7 @@ from cli_support import (
 )
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import checkpoint
+from experiment import checkpoint
 from networks.value import q_network_for
 
 # Replay warm after 100 steps so the learner takes updates within the first iteration.

@@ -18,16 +18,17 @@ import torch
 
 import gym_env
 from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner, build_network
-from errors import NonFiniteLossError
-from evaluator import (
+from distributed.config import ParallelConfig
+from distributed.evaluation_process import (
     EvalActorFactory,
     EvaluatorFailure,
     EvalWorker,
     OverlappedEvaluation,
     _PendingRow,
 )
+from experiment.errors import NonFiniteLossError
 from greedy_actors import RecurrentEpsilonGreedyActor
-from main_loop import IterationSchedule, ParallelConfig, ParallelTrainer, run_parallel_training
+from main_loop import IterationSchedule, ParallelTrainer, run_parallel_training
 from tracker import MetricsWriter
 
 CARTPOLE = gym_env.EnvSpec(classic_name="CartPole-v1")

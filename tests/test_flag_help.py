@@ -13,7 +13,7 @@ import pytest
 from absl import flags
 from cli_support import REPO, subprocess_env
 
-from experiment import define_config_flags, field_help_texts
+from experiment.command_line import define_config_flags, field_help_texts
 
 
 @dataclasses.dataclass(frozen=True)

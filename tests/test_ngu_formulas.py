@@ -11,14 +11,12 @@ import pytest
 import torch
 
 import value_learning
-from exploration import (
-    PolicyIndexChooser,
-    epsilon_greedy_policy,
-    epsilon_greedy_with_probability,
-    ngu_betas,
-    ngu_discounts,
+from agents.common.sequence_learning import (
+    bootstrap_through_padding,
+    final_valid_rows,
+    forward_fill_padding,
 )
-from intrinsic import (
+from exploration.novelty import (
     EpisodicConfig,
     EpisodicMemory,
     RunningMeanStd,
@@ -27,7 +25,13 @@ from intrinsic import (
     knn_squared_distances,
     lifelong_multiplier,
 )
-from sequence_agent import bootstrap_through_padding, final_valid_rows, forward_fill_padding
+from exploration.policies import (
+    PolicyIndexChooser,
+    epsilon_greedy_policy,
+    epsilon_greedy_with_probability,
+    ngu_betas,
+    ngu_discounts,
+)
 
 # --------------------------------------------------------------------------------------------
 # Ladders (NGU App. A), by the paper's formulas written out per j

@@ -21,17 +21,12 @@ import torch
 
 import gym_env
 from agents.r2d2.agent import ActorFactory, R2d2Config, actor_epsilons, build_learner
-from errors import ConfigError, UserError
-from main_loop import (
-    ActorFailure,
-    ActorMessage,
-    ActorPool,
-    ParallelConfig,
-    ParallelTrainer,
-    RateLimiter,
-    SharedWeights,
-    _ActorSlot,
-)
+from distributed.actors import ActorFailure, ActorMessage, ActorPool, _ActorSlot
+from distributed.config import ParallelConfig
+from distributed.intake import RateLimiter
+from distributed.shared_weights import SharedWeights
+from experiment.errors import ConfigError, UserError
+from main_loop import ParallelTrainer
 
 CARTPOLE = gym_env.EnvSpec(classic_name="CartPole-v1")
 # Small enough that replay is warm after a few chunks and an update takes a millisecond.
@@ -538,7 +533,7 @@ def test_an_actor_that_keeps_dying_stops_the_run(trainer_test):
 
 
 def _threads(monkeypatch, cores: int, num_actors: int, omp: str | None = None):
-    from main_loop import LearnerThreads
+    from distributed.threads import LearnerThreads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     if omp is None:

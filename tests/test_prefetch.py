@@ -17,8 +17,8 @@ import torch
 import gym_env
 import toy_envs  # noqa: F401  (registers SparseGridRoom-v0)
 from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
-from frame_decoding import ProcessFrameDecoder, decode_frames_into
-from prefetch import BatchPrefetcher
+from distributed.frame_decoding import ProcessFrameDecoder, decode_frames_into
+from distributed.prefetch import BatchPrefetcher
 from replay import compress_frame
 
 CARTPOLE = gym_env.EnvSpec(classic_name="CartPole-v1")

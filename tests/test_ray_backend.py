@@ -8,6 +8,7 @@ The command-line behaviour (Ctrl-C, resume, evaluation, two nodes) is in test_ra
 
 from __future__ import annotations
 
+import importlib
 import os
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Before anything imports Ray.
@@ -31,12 +32,13 @@ from test_parallel import CARTPOLE, SMALL, _cartpole_learner, trainer_test  # no
 
 import gym_env
 from agents.r2d2.agent import ActorFactory
-from errors import UserError
-from main_loop import ActorFailure, ParallelConfig, ParallelTrainer
-from parallel_run import BackendConfig
+from distributed.actors import ActorFailure
+from distributed.config import BackendConfig, ParallelConfig
+from experiment.errors import UserError
+from main_loop import ParallelTrainer
 
 ray = pytest.importorskip("ray")
-ray_backend = pytest.importorskip("ray_backend")
+ray_backend = importlib.import_module("distributed.ray_backend")  # After the skip: needs Ray.
 
 
 # --------------------------------------------------------------------------------------
@@ -66,8 +68,8 @@ def test_backend_config_accepts_addresses():
 
 def test_process_backend_needs_no_ray():
     code = (
-        "import sys, parallel_run; "
-        "parallel_run.BackendConfig().pool_factory(); "
+        "import sys, experiment.runner, distributed.config; "
+        "distributed.config.BackendConfig().pool_factory(); "
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

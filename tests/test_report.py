@@ -15,11 +15,9 @@ import pytest
 import scipy.stats
 from cli_support import REPO, subprocess_env
 
-import atari_scores
 import gym_env
-import report
-import run_record
-import score_statistics
+from analysis import atari_scores, report, score_statistics
+from experiment import run_record
 from tracker import MetricsWriter
 
 # --------------------------------------------------------------------------------------

@@ -17,15 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-import checkpoint
-import hyperparameters
-import preflight
+from agents.common.target_learner import TargetNetworkLearner
 from agents.dqn.agent import DqnConfig, build_agent
-from errors import NonFiniteLossError, UserError
-from experiment import RunCheckpointer
-from learner_base import TargetNetworkLearner
+from experiment import checkpoint, hyperparameters, preflight
+from experiment.checkpoint import RunCheckpointer
+from experiment.errors import NonFiniteLossError, UserError
+from experiment.seeding import derive_seed
 from main_loop import IterationSchedule, interrupts_deferred, run_single_thread_training
-from seeding import derive_seed
 from tracker import MetricsWriter
 
 needs_non_root = pytest.mark.skipif(

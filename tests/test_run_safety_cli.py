@@ -19,8 +19,8 @@ import pytest
 import torch
 from cli_support import REPO, check_ok, load_checkpoint, read_csv, subprocess_env
 
-import checkpoint
-from experiment import RunCheckpointer
+from experiment import checkpoint
+from experiment.checkpoint import RunCheckpointer
 
 DQN_TINY = [
     "--min_replay_size=100",
@@ -222,7 +222,7 @@ def test_r2d2_save_replay_gives_the_resumed_run_the_same_replay(tmp_path):
 
     # What it restores: the same items and the same priorities, learned ones included.
     from agents.r2d2.agent import R2d2Config, build_learner
-    from parallel_run import restore_replay
+    from experiment.runner import restore_replay
 
     config = R2d2Config(
         batch_size=4, min_replay_size=8, replay_capacity=100, burn_in=8, sequence_length=16,

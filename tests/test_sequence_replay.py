@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from replay import (
+from replay import decompress_frame
+from sequence_replay import (
     Chunk,
     ChunkBuilder,
     Column,
     Sequence,
     SequenceAssembler,
     SequenceReplay,
-    decompress_frame,
     sequence_priorities,
 )
 
@@ -540,7 +540,7 @@ def test_sequence_priorities_hand_computed():
 def test_compact_batch_stacks_on_the_device_to_the_same_observations():
     import torch
 
-    from sequence_agent import sequence_batch_to_device
+    from agents.common.sequence_learning import sequence_batch_to_device
 
     replay = make_replay()
     replay.add(one_episode_sequences(10))

@@ -16,13 +16,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import checkpoint
-from checkpoint import CheckpointError
-from errors import UserError
-from experiment import RunCheckpointer
+from agents.common.schedules import LinearSchedule
+from experiment import checkpoint
+from experiment.checkpoint import CheckpointError, RunCheckpointer
+from experiment.errors import UserError
 from gym_env import TimeStep
 from main_loop import UpdateScheduler
-from schedules import LinearSchedule
 from tracker import EpisodeTracker, MetricsWriter
 
 # --------------------------------------------------------------------------------------

@@ -20,16 +20,14 @@ import functools
 import numpy as np
 import torch
 
+from agents.common.sequence_learning import build_sequence_learner, unroll_sequences
 from agents.ngu import agent as ngu
 from agents.r2d2.agent import value_rescaling
-from errors import ConfigError
-from exploration import BanditPolicyChooser, PolicyIndexChooser, agent57_discounts
+from experiment.errors import ConfigError
+from exploration.bandit import BanditPolicyChooser
+from exploration.policies import PolicyIndexChooser, agent57_discounts
 from networks.intrinsic import EmbeddingNetwork, RndNetworks
 from networks.recurrent import RecurrentQNetworkPair, recurrent_network_for
-from sequence_agent import (
-    build_sequence_learner,
-    unroll_sequences,
-)
 
 COLUMNS = ngu.COLUMNS  # Agent57 stores exactly what NGU stores.
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 from absl import flags, logging
 
 from agents.agent57.agent import Agent57Config, build_network, evaluation_actor
-from checkpoint import CheckpointError
-from evaluation import define_eval_flags, network_from_checkpoint, run_evaluation
-from experiment import run_cli
-from exploration import SlidingWindowUcb
+from experiment.checkpoint import CheckpointError
+from experiment.command_line import run_cli
+from experiment.evaluate_checkpoint import (
+    define_eval_flags,
+    network_from_checkpoint,
+    run_evaluation,
+)
+from exploration.bandit import SlidingWindowUcb
 
 FLAGS = flags.FLAGS
 define_eval_flags()

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 
 import value_learning
-from checkpoint import numpy_rng_state, restore_numpy_rng
-from errors import ConfigError
+from agents.common.schedules import LinearSchedule
+from agents.common.target_learner import TargetNetworkLearner
+from experiment.checkpoint import numpy_rng_state, restore_numpy_rng
+from experiment.errors import ConfigError
+from experiment.seeding import derive_seed
 from greedy_actors import epsilon_greedy_actions
-from learner_base import TargetNetworkLearner
 from networks.value import q_network_for
 from replay import TransitionReplay
-from schedules import LinearSchedule
-from seeding import derive_seed
 
 
 @dataclasses.dataclass(frozen=True)

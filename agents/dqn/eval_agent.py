@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from absl import flags
 
-from checkpoint import load_module_state
-from evaluation import define_eval_flags, run_evaluation
-from experiment import resolve_device, run_cli
+from experiment.checkpoint import load_module_state
+from experiment.command_line import run_cli
+from experiment.evaluate_checkpoint import define_eval_flags, run_evaluation
+from experiment.run_config import resolve_device
 from greedy_actors import EpsilonGreedyActor
 from networks.value import q_network_for
 

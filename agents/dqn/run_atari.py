@@ -10,22 +10,19 @@ import dataclasses
 
 from absl import flags, logging
 
-import checkpoint
-import hyperparameters
 from agents.dqn.agent import DqnConfig, build_agent
-from experiment import (
-    RunCheckpointer,
-    RunConfig,
+from experiment import checkpoint, hyperparameters
+from experiment.checkpoint import RunCheckpointer
+from experiment.command_line import (
     config_from_flags,
     define_config_flags,
     define_run_flags,
     run_cli,
-    run_metadata,
-    seed_everything,
 )
+from experiment.run_config import RunConfig, run_metadata
+from experiment.seeding import derive_seed, seed_everything
 from greedy_actors import EpsilonGreedyActor
 from main_loop import IterationSchedule, run_single_thread_training
-from seeding import derive_seed
 from tracker import MetricsWriter
 
 FLAGS = flags.FLAGS

@@ -24,20 +24,20 @@ from torch import nn
 from torch.nn import functional as F
 
 import value_learning
-from agents.r2d2 import agent as r2d2
-from errors import ConfigError
-from exploration import PolicyIndexChooser, epsilon_greedy_policy, ngu_betas, ngu_discounts
-from intrinsic import EpisodicConfig, EpisodicMemory, intrinsic_reward
-from networks.intrinsic import EmbeddingNetwork, RndNetworks
-from networks.recurrent import recurrent_network_for
-from replay import Column
-from sequence_agent import (
+from agents.common.sequence_learning import (
     ChunkRecorder,
     SequenceAgentConfig,
     build_sequence_learner,
     final_valid_rows,
     unroll_sequences,
 )
+from agents.r2d2 import agent as r2d2
+from experiment.errors import ConfigError
+from exploration.novelty import EpisodicConfig, EpisodicMemory, intrinsic_reward
+from exploration.policies import PolicyIndexChooser, epsilon_greedy_policy, ngu_betas, ngu_discounts
+from networks.intrinsic import EmbeddingNetwork, RndNetworks
+from networks.recurrent import recurrent_network_for
+from sequence_replay import Column
 
 CPU = r2d2.CPU
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 from absl import flags
 
 from agents.ngu.agent import NguConfig, build_network, evaluation_actor
-from evaluation import define_eval_flags, network_from_checkpoint, run_evaluation
-from experiment import run_cli
+from experiment.command_line import run_cli
+from experiment.evaluate_checkpoint import (
+    define_eval_flags,
+    network_from_checkpoint,
+    run_evaluation,
+)
 
 FLAGS = flags.FLAGS
 define_eval_flags()

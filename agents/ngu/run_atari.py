@@ -18,9 +18,10 @@ from agents.ngu.agent import (
     build_network,
     evaluation_actor,
 )
-from evaluator import EvalActorFactory
-from experiment import RunConfig, run_cli
-from parallel_run import define_agent_flags, run_agent_from_flags
+from distributed.evaluation_process import EvalActorFactory
+from experiment.command_line import run_cli
+from experiment.run_config import RunConfig
+from experiment.runner import define_agent_flags, run_agent_from_flags
 
 define_agent_flags(NguConfig, RUN_DEFAULTS, PARALLEL_DEFAULTS)
 

@@ -18,14 +18,7 @@ import torch
 
 import gym_env
 import value_learning
-from errors import ConfigError
-from exploration import actor_epsilons
-from greedy_actors import RecurrentEpsilonGreedyActor
-from learner_base import TargetNetworkLearner
-from networks.recurrent import RecurrentQNetwork, recurrent_network_for
-from prefetch import BatchPrefetcher
-from replay import Column, SequenceAssembler, SequenceReplay, sequence_priorities
-from sequence_agent import (
+from agents.common.sequence_learning import (
     ChunkRecorder,
     SequenceAgentConfig,
     bootstrap_through_padding,
@@ -35,6 +28,13 @@ from sequence_agent import (
     sequence_batch_to_device,
     unroll_sequences,
 )
+from agents.common.target_learner import TargetNetworkLearner
+from distributed.prefetch import BatchPrefetcher
+from experiment.errors import ConfigError
+from exploration.policies import actor_epsilons
+from greedy_actors import RecurrentEpsilonGreedyActor
+from networks.recurrent import RecurrentQNetwork, recurrent_network_for
+from sequence_replay import Column, SequenceAssembler, SequenceReplay, sequence_priorities
 
 CPU = torch.device("cpu")  # Actor processes act on the CPU.
 

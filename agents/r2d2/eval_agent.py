@@ -8,8 +8,12 @@ from __future__ import annotations
 from absl import flags
 
 from agents.r2d2.agent import R2d2Config, build_network
-from evaluation import define_eval_flags, network_from_checkpoint, run_evaluation
-from experiment import run_cli
+from experiment.command_line import run_cli
+from experiment.evaluate_checkpoint import (
+    define_eval_flags,
+    network_from_checkpoint,
+    run_evaluation,
+)
 from greedy_actors import RecurrentEpsilonGreedyActor
 
 FLAGS = flags.FLAGS

@@ -12,10 +12,11 @@ import functools
 import torch
 
 from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner, build_network
-from evaluator import EvalActorFactory
-from experiment import RunConfig, run_cli
+from distributed.evaluation_process import EvalActorFactory
+from experiment.command_line import run_cli
+from experiment.run_config import RunConfig
+from experiment.runner import define_agent_flags, run_agent_from_flags
 from greedy_actors import RecurrentEpsilonGreedyActor
-from parallel_run import define_agent_flags, run_agent_from_flags
 
 # R2D2 plays the full action set on raw rewards; a lost life is not an episode end.
 define_agent_flags(

@@ -12,7 +12,7 @@ import os
 import pathlib
 import tempfile
 
-from errors import UserError
+from experiment.errors import UserError
 
 
 class OutputPathError(UserError):

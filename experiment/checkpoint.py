@@ -9,6 +9,7 @@ compares it with what the caller expects and raises `CheckpointError` with one l
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pathlib
@@ -20,8 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from absl import logging
 
-from errors import UserError
+from experiment.errors import UserError
 
 FORMAT_VERSION = 1
 _ITERATION_FILE = re.compile(r"^iteration_(\d+)(\.partial)?\.ckpt$")
@@ -192,3 +194,102 @@ def restore_torch_rng(state: Mapping[str, torch.Tensor]) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+class RunCheckpointer:
+    """Saves iteration checkpoints of one run and finds the one to resume from.
+
+    A fresh run refuses to start over an existing run's checkpoints (that would overwrite
+    saved work): the user must pass --resume or pick another --checkpoint_dir.
+    """
+
+    def __init__(self, run_dir: pathlib.Path, metadata: Mapping[str, Any], resume: bool) -> None:
+        self.run_dir = pathlib.Path(run_dir)
+        self.metadata = dict(metadata)
+        self.resume = resume
+        latest = latest_path(self.run_dir)
+        if latest is not None and not resume:
+            raise UserError(
+                f"{self.run_dir} already holds checkpoints (latest {latest.name}); pass --resume "
+                "to continue that run or choose another --checkpoint_dir"
+            )
+        self.resume_path = latest if resume else None
+
+    def load_latest(self) -> dict[str, Any] | None:
+        if self.resume_path is None:
+            if self.resume:
+                logging.info("--resume: no checkpoint in %s, starting a new run", self.run_dir)
+            return None
+        logging.info("Resuming from %s", self.resume_path)
+        return load(self.resume_path, self.metadata)
+
+    def save(
+        self, iteration: int, state: Mapping[str, Any], steps_into_next: int = 0
+    ) -> pathlib.Path:
+        """Saves after `iteration` completed iterations, or `steps_into_next` steps into the
+        next one (a partial checkpoint, written when a run is interrupted)."""
+        partial = steps_into_next > 0
+        path = iteration_path(self.run_dir, iteration + partial, partial)
+        with self._failed_write_is_one_line(path):
+            save(path, {**state, "steps_into_iteration": steps_into_next}, self.metadata)
+        if not partial:
+            # The finished iteration supersedes a partial checkpoint of it.
+            iteration_path(self.run_dir, iteration, True).unlink(missing_ok=True)
+        return path
+
+    @property
+    def replay_path(self) -> pathlib.Path:
+        return self.run_dir / "replay.npz"
+
+    def save_replay(self, arrays: Mapping[str, np.ndarray], iteration: int) -> None:
+        """Writes replay as of the end of `iteration`. Call it before that iteration's
+        checkpoint: the file is tagged with the iteration, and `load_replay` uses it only with
+        the checkpoint it belongs to."""
+        tagged = {**arrays, _REPLAY_ITERATION: np.array(iteration, np.int64)}
+        with self._failed_write_is_one_line(self.replay_path):
+            atomic_write(self.replay_path, lambda temp: _savez(temp, tagged))
+
+    @contextlib.contextmanager
+    def _failed_write_is_one_line(self, path: pathlib.Path):
+        """A full disk (or any write error) stops the run with one line. The write went to a
+        temp file that atomic_write removed, so the previous checkpoint is untouched."""
+        try:
+            yield
+        except OSError as error:
+            previous = latest_path(self.run_dir)
+            kept = f"; {previous.name} is intact" if previous is not None else ""
+            raise CheckpointError(
+                f"cannot write {path} ({error.strerror or error}){kept}"
+            ) from None
+
+    def load_replay(self, iteration: int) -> dict[str, np.ndarray] | None:
+        """The replay saved at the end of `iteration` (the resumed checkpoint's), or None when
+        there is none or it belongs to another iteration (a run killed between the two
+        writes): replay is then refilled, which is safe, where a mismatched one is not."""
+        if not self.replay_path.exists():
+            return None
+        try:
+            with np.load(self.replay_path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as error:
+            raise CheckpointError(
+                f"replay file {self.replay_path} is corrupt ({type(error).__name__})"
+            ) from None
+        saved_at = arrays.pop(_REPLAY_ITERATION, None)
+        if saved_at is None or int(saved_at) != iteration:
+            logging.warning(
+                "%s is from iteration %s, not %d; replay will be refilled",
+                self.replay_path,
+                "?" if saved_at is None else int(saved_at),
+                iteration,
+            )
+            return None
+        return arrays
+
+
+_REPLAY_ITERATION = "saved_at_iteration"
+
+
+def _savez(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)

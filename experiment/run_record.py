@@ -16,8 +16,8 @@ import json
 import pathlib
 from typing import Any
 
-from checkpoint import atomic_write
-from errors import UserError
+from experiment.checkpoint import atomic_write
+from experiment.errors import UserError
 
 FORMAT_VERSION = 1
 SUFFIX = ".run.json"

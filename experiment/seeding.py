@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+import torch
 
 # Environments seed their copy i with seed + i; this keeps seed + i a non-negative int32 for
 # any number of copies up to 2**29.
@@ -29,3 +30,8 @@ def derive_seed(seed: int, name: str, *indices: int) -> int:
     entropy = [seed % 2**64, zlib.crc32(name.encode()), *(int(i) % 2**64 for i in indices)]
     word = np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0]
     return int(word) >> (32 - _SEED_BITS)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)

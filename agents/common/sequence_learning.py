@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from errors import ConfigError
-from replay import ChunkBuilder, Column, SequenceAssembler, SequenceBatch, SequenceReplay
+from experiment.errors import ConfigError
+from sequence_replay import ChunkBuilder, Column, SequenceAssembler, SequenceBatch, SequenceReplay
 
 
 @dataclasses.dataclass(frozen=True)

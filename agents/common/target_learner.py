@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from checkpoint import load_module_state
-from errors import NonFiniteLossError
+from experiment.checkpoint import load_module_state
+from experiment.errors import NonFiniteLossError
 
 
 class TargetNetworkLearner:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from frame_decoding import FrameDecoder
+from distributed.frame_decoding import FrameDecoder
 
 
 class BatchPrefetcher:

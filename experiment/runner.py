@@ -10,79 +10,22 @@ here, so every agent runs on both with the same flags.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from typing import Any
 
 from absl import flags, logging
 
-import checkpoint
-import hyperparameters
-from errors import UserError
-from evaluator import EvalWorker, OverlappedEvaluation
-from experiment import (
-    RunCheckpointer,
-    RunConfig,
-    config_from_flags,
-    define_config_flags,
-    define_run_flags,
-    run_metadata,
-    seed_everything,
-)
-from main_loop import (
-    IterationSchedule,
-    ParallelConfig,
-    ParallelTrainer,
-    PoolFactory,
-    process_pool,
-    run_parallel_training,
-)
-from seeding import derive_seed
+from distributed.config import BackendConfig, ParallelConfig
+from distributed.evaluation_process import EvalWorker, OverlappedEvaluation
+from experiment import checkpoint, hyperparameters
+from experiment.checkpoint import RunCheckpointer
+from experiment.command_line import config_from_flags, define_config_flags, define_run_flags
+from experiment.run_config import RunConfig, run_metadata
+from experiment.seeding import derive_seed, seed_everything
+from main_loop import IterationSchedule, ParallelTrainer, run_parallel_training
 from tracker import MetricsWriter
 
 FLAGS = flags.FLAGS
-
-
-@dataclasses.dataclass(frozen=True)
-class BackendConfig:
-    """Where the actors run. Not a hyperparameter: a run may resume on the other backend."""
-
-    backend: str = "process"
-    """Where the actors run: 'process' (spawned processes on this machine; needs no Ray) or
-    'ray' (Ray actors placed anywhere in a Ray cluster, the learner staying in this process on
-    the head node). Checkpoints, --resume, CSV and TensorBoard are the same for both."""
-    ray_address: str = ""
-    """With --backend=ray: the Ray cluster to join, 'auto' (the one `ray start` started on this
-    machine, or RAY_ADDRESS) or host:port of its head; empty starts a Ray instance on this
-    machine, bound to the loopback address, and stops it when the run ends."""
-    ray_cpus_per_actor: float = 1.0
-    """With --backend=ray: CPUs Ray reserves for each actor (fractions allowed: 0.5 puts two
-    actors on a core); the cluster needs --num_actors times this many."""
-
-    def __post_init__(self) -> None:
-        if self.backend not in ("process", "ray"):
-            raise UserError(f"backend must be 'process' or 'ray', got {self.backend!r}")
-        if self.ray_cpus_per_actor <= 0:
-            raise UserError(f"ray_cpus_per_actor must be positive, got {self.ray_cpus_per_actor}")
-        if self.ray_address and not _is_ray_address(self.ray_address):
-            raise UserError(
-                f"ray_address must be empty, 'auto' or host:port (the head's `ray start` "
-                f"address, e.g. 10.0.0.5:6379), got {self.ray_address!r}"
-            )
-        if self.backend == "process" and (self.ray_address or self.ray_cpus_per_actor != 1.0):
-            raise UserError("ray_address and ray_cpus_per_actor only apply with --backend=ray")
-
-    def pool_factory(self) -> PoolFactory:
-        if self.backend == "process":
-            return process_pool
-        import ray_backend  # Imports Ray: only this backend needs it.
-
-        return ray_backend.ray_pool_factory(self.ray_address, self.ray_cpus_per_actor)
-
-
-def _is_ray_address(address: str) -> bool:
-    match = re.fullmatch(r"([\w.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", address)
-    return address == "auto" or (match is not None and 0 < int(match.group(2)) < 65536)
 
 
 @dataclasses.dataclass(frozen=True)

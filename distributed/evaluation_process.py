@@ -37,9 +37,11 @@ import torch.multiprocessing as mp
 from absl import logging
 
 import gym_env
-from errors import UserError
-from main_loop import EnvRunner, SharedWeights, log_iteration, start_without_sigint
-from seeding import derive_seed
+from distributed.actors import start_without_sigint
+from distributed.shared_weights import SharedWeights
+from experiment.errors import UserError
+from experiment.seeding import derive_seed
+from main_loop import EnvRunner, log_iteration
 from tracker import EpisodeTracker, MetricsWriter
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from absl import logging
 
-from errors import UserError
+from experiment.errors import UserError
 
 # RunConfig fields that shape learning or evaluation, by flag name.
 _RUN_FIELDS = ("num_train_steps", "num_eval_steps", "num_envs", "seed", "eval_epsilon")

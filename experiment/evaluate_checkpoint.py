@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from absl import flags, logging
 
-import atari_scores
-import checkpoint
 import gym_env
-import preflight
-from errors import UserError
+from analysis import atari_scores
+from experiment import checkpoint, preflight
+from experiment.errors import UserError
 
 FLAGS = flags.FLAGS
 

@@ -40,18 +40,11 @@ import numpy as np
 import torch
 from absl import logging
 
-from errors import UserError
-from main_loop import (
-    ActorMessage,
-    ParallelConfig,
-    PoolFactory,
-    _group_by_dtype,
-    _load_flat,
-    _shared_keys,
-    check_restart_budget,
-    run_actor_loop,
-)
-from seeding import derive_seed
+from distributed.actors import ActorMessage, PoolFactory, check_restart_budget, run_actor_loop
+from distributed.config import ParallelConfig
+from distributed.shared_weights import _group_by_dtype, _load_flat, _shared_keys
+from experiment.errors import UserError
+from experiment.seeding import derive_seed
 
 RAY_REQUIREMENT = "ray==2.60.0"
 # Read by Ray when it is imported: "0" makes every node it starts bind to 127.0.0.1 (the name
