@@ -530,6 +530,8 @@ class TransitionReplay:
     pending transition is ever among the cleared slots.
     """
 
+    ITEMS = "transitions"  # What one stored item is, for log lines.
+
     def __init__(
         self,
         capacity: int,

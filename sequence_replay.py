@@ -389,6 +389,8 @@ class SequenceReplay:
     item that has since been overwritten, which lets `update_priorities` skip it exactly.
     """
 
+    ITEMS = "sequences"  # What one stored item is, for log lines.
+
     def __init__(
         self,
         capacity: int,

@@ -1,10 +1,15 @@
-"""The body every multi-process agent's run_atari.py shares (R2D2, NGU, Agent57): build the
-learner, the actor factory and the evaluation actor, resume from the latest checkpoint, and run
-the parallel loop with checkpoints, CSV and TensorBoard.
+"""One runner for every agent's run_atari.py: build the agent from its config, resume from the
+latest checkpoint, and run its loop with checkpoints, CSV and TensorBoard.
 
-An agent plugs in through a `ParallelAgent`: its name, config, and three builders. Where the
-actors run (--backend: processes on this machine, or Ray actors in a Ray cluster) is chosen
-here, so every agent runs on both with the same flags.
+An agent plugs in with a short description of itself:
+- `SingleThreadAgent` (DQN): one process acts and learns in turn (main_loop's single-thread
+  loop), evaluating on its own environment between iterations.
+- `ParallelAgent` (R2D2, NGU, Agent57): actor processes feed one learner, and an evaluation
+  process evaluates beside the next iteration. Where the actors run (--backend: processes on
+  this machine, or Ray actors in a Ray cluster) is chosen here, so every agent runs on both.
+
+What both share (the probe of the environment, the checkpoint bookkeeping, the resume check,
+the replay file, the results CSV) is `_RunStart`.
 """
 
 from __future__ import annotations
@@ -22,10 +27,180 @@ from experiment.checkpoint import RunCheckpointer
 from experiment.command_line import config_from_flags, define_config_flags, define_run_flags
 from experiment.run_config import RunConfig, run_metadata
 from experiment.seeding import derive_seed, seed_everything
-from main_loop import IterationSchedule, ParallelTrainer, run_parallel_training
+from main_loop import (
+    IterationSchedule,
+    ParallelTrainer,
+    run_parallel_training,
+    run_single_thread_training,
+)
 from tracker import MetricsWriter
 
 FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass
+class _RunStart:
+    """What every run knows before it builds its agent: the environment's shapes, its
+    checkpoints, the settings a resume must match, and the checkpoint it resumes (or None)."""
+
+    observation_shape: tuple[int, ...]
+    observation_dtype: Any
+    num_actions: int
+    checkpointer: RunCheckpointer
+    settings: dict[str, Any]
+    state: dict[str, Any] | None
+
+    def writer(self, run: RunConfig, start_iteration: int, start_step: int) -> MetricsWriter:
+        """Claims the results CSV for this run, then opens the CSV and TensorBoard writer."""
+        run.claim_results_csv()
+        return MetricsWriter(
+            run.results_csv_path,
+            run.tensorboard_dir,
+            start_iteration,
+            start_step,
+            frames_per_step=run.frames_per_step,
+        )
+
+    def save_replay(self, run: RunConfig, learner, iteration: int) -> None:
+        if run.save_replay:  # Replay first: it is used only with the checkpoint that follows.
+            self.checkpointer.save_replay(learner.replay.state_dict(), iteration)
+
+
+def _start_run(name: str, run: RunConfig, *configs: Any) -> _RunStart:
+    seed_everything(run.seed)
+    with run.eval_env_spec.create(1, run.seed) as probe:
+        metadata = run_metadata(name, run.environment_name, probe)
+        shape, dtype, num_actions = (
+            probe.observation_shape,
+            probe.observation_dtype,
+            probe.num_actions,
+        )
+    checkpointer = RunCheckpointer(run.run_dir, metadata, run.resume)
+    settings = hyperparameters.collect(run, *configs)
+    state = checkpointer.load_latest()
+    if state is not None:
+        hyperparameters.check_resume(
+            state.get("hyperparameters"),
+            settings,
+            FLAGS.allow_config_change,
+            str(checkpointer.resume_path),
+        )
+    return _RunStart(shape, dtype, num_actions, checkpointer, settings, state)
+
+
+# --------------------------------------------------------------------------------------------
+# Single-thread agents (DQN)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SingleThreadAgent:
+    """What a single-thread agent contributes to the runner.
+
+    build_agent(config, observation_shape, observation_dtype, num_actions, num_envs, seed,
+      device, total_updates, resume_point) -> (actor, learner), sharing the online network;
+      the learner has `replay`, `network`, and both have state_dict/load_state_dict.
+    eval_actor(network, epsilon, seed, device): the greedy actor of the evaluation phase.
+    The config must have `agent_steps_per_update`.
+    """
+
+    name: str
+    config: Any
+    build_agent: Callable[..., tuple[Any, Any]]
+    eval_actor: Callable[..., Any]
+
+
+def run_single_thread_agent(agent: SingleThreadAgent, run: RunConfig) -> None:
+    start = _start_run(agent.name, run, agent.config)
+    state, config = start.state, agent.config
+    start_iteration, start_step = 0, 0
+    if state is not None:
+        start_iteration, start_step = int(state["iteration"]), int(state["total_steps"])
+    # Streams a checkpoint does not restore start anew at the resume point (see seeding.py).
+    train_env = run.env_spec.create(run.num_envs, derive_seed(run.seed, "train_env", start_step))
+    eval_env = run.eval_env_spec.create(1, derive_seed(run.seed, "eval_env", start_step))
+    total_updates = run.num_iterations * run.num_train_steps // config.agent_steps_per_update
+    actor, learner = agent.build_agent(
+        config,
+        start.observation_shape,
+        start.observation_dtype,
+        start.num_actions,
+        run.num_envs,
+        run.seed,
+        run.device,
+        total_updates,
+        resume_point=start_step,
+    )
+    eval_actor = agent.eval_actor(
+        learner.network,
+        run.eval_epsilon,
+        derive_seed(run.seed, "eval_actor", start_step),
+        run.device,
+    )
+    if state is not None:
+        actor.load_state_dict(state["actor"])
+        learner.load_state_dict(state["learner"])
+        checkpoint.restore_torch_rng(state["torch_rng"])
+        if run.save_replay:
+            restore_replay(learner, start.checkpointer, start_iteration)
+
+    def save(iteration: int, total_steps: int) -> None:
+        start.save_replay(run, learner, iteration)
+        start.checkpointer.save(
+            iteration,
+            {
+                "iteration": iteration,
+                "total_steps": total_steps,
+                "config": dataclasses.asdict(config),
+                "actor": actor.state_dict(),
+                "learner": learner.state_dict(),
+                "torch_rng": checkpoint.torch_rng_state(),
+                **run.env_spec.checkpoint_state(),
+                "hyperparameters": start.settings,
+            },
+        )
+
+    writer = start.writer(run, start_iteration, start_step)
+    logging.info(
+        "%s on %s, %s, device %s", agent.name.upper(), run.environment_name, config, run.device
+    )
+    try:
+        run_single_thread_training(
+            schedule=IterationSchedule(run.num_iterations, run.num_train_steps, run.num_eval_steps),
+            actor=actor,
+            learner=learner,
+            agent_steps_per_update=config.agent_steps_per_update,
+            train_env=train_env,
+            eval_env=eval_env,
+            eval_actor=eval_actor,
+            save_checkpoint=save,
+            writer=writer,
+            start_iteration=start_iteration,
+            start_step=start_step,
+        )
+    finally:
+        writer.close()
+        train_env.close()
+        eval_env.close()
+
+
+def define_single_thread_agent_flags(config_cls: type) -> None:
+    """A single-thread agent's flags: the shared run flags and one flag per config field."""
+    define_run_flags()
+    define_config_flags(config_cls)
+
+
+def run_single_thread_agent_from_flags(
+    name: str, config_cls: type, build_agent: Callable[..., Any], eval_actor: Callable[..., Any]
+) -> None:
+    """A single-thread run_atari.py's main(): the agent's config from the flags, then the run."""
+    agent = SingleThreadAgent(name, config_from_flags(config_cls), build_agent, eval_actor)
+    run_single_thread_agent(agent, RunConfig.from_flags(name))
+
+
+# --------------------------------------------------------------------------------------------
+# Parallel agents (R2D2, NGU, Agent57)
+# --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,21 +222,9 @@ class ParallelAgent:
 
 def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelConfig) -> None:
     backend = config_from_flags(BackendConfig)
-    seed_everything(run.seed)
-    with run.eval_env_spec.create(1, run.seed) as probe:
-        metadata = run_metadata(agent.name, run.environment_name, probe)
-        shape, dtype = probe.observation_shape, probe.observation_dtype
-        num_actions = probe.num_actions
-    checkpointer = RunCheckpointer(run.run_dir, metadata, run.resume)
-    settings = hyperparameters.collect(run, agent.config, parallel)
-    state = checkpointer.load_latest()
-    if state is not None:
-        hyperparameters.check_resume(
-            state.get("hyperparameters"),
-            settings,
-            FLAGS.allow_config_change,
-            str(checkpointer.resume_path),
-        )
+    start = _start_run(agent.name, run, agent.config, parallel)
+    state, checkpointer, settings = start.state, start.checkpointer, start.settings
+    shape, dtype, num_actions = start.observation_shape, start.observation_dtype, start.num_actions
     # Streams a checkpoint does not restore start anew at the resume point (see seeding.py).
     resume_point = int(state["trainer"]["total_steps"]) if state is not None else 0
     replay_seed = derive_seed(run.seed, "replay", resume_point)
@@ -80,14 +243,7 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
             restore_replay(learner, checkpointer, start_iteration)
         trainer.pool.publish(learner.network)
 
-    run.claim_results_csv()
-    writer = MetricsWriter(
-        run.results_csv_path,
-        run.tensorboard_dir,
-        start_iteration,
-        trainer.progress.total_steps - steps_into,
-        frames_per_step=run.frames_per_step,
-    )
+    writer = start.writer(run, start_iteration, trainer.progress.total_steps - steps_into)
     worker = EvalWorker(
         agent.eval_factory(agent.config, run),
         learner.network,
@@ -99,9 +255,8 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
         evaluation.load_state_dict(state.get("evaluation", {}), learner.network)
 
     def save(completed_iterations: int, steps_into_next: int) -> None:
-        if run.save_replay and steps_into_next == 0:
-            # Replay first: it is used only with the checkpoint of its iteration.
-            checkpointer.save_replay(learner.replay.state_dict(), completed_iterations)
+        if steps_into_next == 0:  # A partial checkpoint is not an iteration's: no replay.
+            start.save_replay(run, learner, completed_iterations)
         state = {
             "iteration": completed_iterations,
             "config": dataclasses.asdict(agent.config),
@@ -149,10 +304,10 @@ def restore_replay(learner, checkpointer: RunCheckpointer, iteration: int) -> No
             f"{checkpointer.replay_path} does not fit this run's replay ({error}); move it "
             "away to refill replay instead"
         ) from None
-    logging.info("Restored replay with %d sequences", learner.replay.size)
+    logging.info("Restored replay with %d %s", learner.replay.size, learner.replay.ITEMS)
 
 
-def define_agent_flags(
+def define_parallel_agent_flags(
     config_cls: type,
     run_defaults: dict[str, Any],
     parallel_defaults: dict[str, Any] | None = None,
@@ -166,7 +321,7 @@ def define_agent_flags(
     define_config_flags(BackendConfig)
 
 
-def run_agent_from_flags(
+def run_parallel_agent_from_flags(
     name: str,
     config_cls: type,
     build_learner: Callable[..., Any],

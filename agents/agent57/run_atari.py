@@ -20,9 +20,9 @@ from agents.ngu.agent import PARALLEL_DEFAULTS, RUN_DEFAULTS
 from distributed.evaluation_process import EvalActorFactory
 from experiment.command_line import run_cli
 from experiment.run_config import RunConfig
-from experiment.runner import define_agent_flags, run_agent_from_flags
+from experiment.runner import define_parallel_agent_flags, run_parallel_agent_from_flags
 
-define_agent_flags(Agent57Config, RUN_DEFAULTS, PARALLEL_DEFAULTS)  # NGU's Atari settings
+define_parallel_agent_flags(Agent57Config, RUN_DEFAULTS, PARALLEL_DEFAULTS)  # NGU's Atari settings
 
 
 def evaluator_factory(config: Agent57Config, run: RunConfig) -> EvalActorFactory:
@@ -36,7 +36,7 @@ def evaluator_factory(config: Agent57Config, run: RunConfig) -> EvalActorFactory
 
 
 def main() -> None:
-    run_agent_from_flags(
+    run_parallel_agent_from_flags(
         "agent57", Agent57Config, build_learner, ActorFactory, evaluator_factory, frame_stack=1
     )
 

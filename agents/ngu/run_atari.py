@@ -21,9 +21,9 @@ from agents.ngu.agent import (
 from distributed.evaluation_process import EvalActorFactory
 from experiment.command_line import run_cli
 from experiment.run_config import RunConfig
-from experiment.runner import define_agent_flags, run_agent_from_flags
+from experiment.runner import define_parallel_agent_flags, run_parallel_agent_from_flags
 
-define_agent_flags(NguConfig, RUN_DEFAULTS, PARALLEL_DEFAULTS)
+define_parallel_agent_flags(NguConfig, RUN_DEFAULTS, PARALLEL_DEFAULTS)
 
 
 def exploitative_actor_factory(config: NguConfig, run: RunConfig) -> EvalActorFactory:
@@ -38,7 +38,7 @@ def exploitative_actor_factory(config: NguConfig, run: RunConfig) -> EvalActorFa
 
 
 def main() -> None:
-    run_agent_from_flags(
+    run_parallel_agent_from_flags(
         "ngu", NguConfig, build_learner, ActorFactory, exploitative_actor_factory, frame_stack=1
     )
 

@@ -15,11 +15,11 @@ from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner, build_net
 from distributed.evaluation_process import EvalActorFactory
 from experiment.command_line import run_cli
 from experiment.run_config import RunConfig
-from experiment.runner import define_agent_flags, run_agent_from_flags
+from experiment.runner import define_parallel_agent_flags, run_parallel_agent_from_flags
 from greedy_actors import RecurrentEpsilonGreedyActor
 
 # R2D2 plays the full action set on raw rewards; a lost life is not an episode end.
-define_agent_flags(
+define_parallel_agent_flags(
     R2d2Config,
     {"clip_rewards": False, "full_action_space": True, "num_envs": 16, "eval_epsilon": 0.001},
 )
@@ -37,7 +37,9 @@ def evaluation_actor_factory(config: R2d2Config, run: RunConfig) -> EvalActorFac
 
 
 def main() -> None:
-    run_agent_from_flags("r2d2", R2d2Config, build_learner, ActorFactory, evaluation_actor_factory)
+    run_parallel_agent_from_flags(
+        "r2d2", R2d2Config, build_learner, ActorFactory, evaluation_actor_factory
+    )
 
 
 if __name__ == "__main__":
