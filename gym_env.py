@@ -60,10 +60,21 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import cv2
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
+
+from experiment.errors import UnknownEnvironmentError, UnsupportedEnvironmentError
+from gym_observations import (
+    Float32Observation,
+    GrayscaleResize,
+    KeepIndices,
+    check_renders_rgb,
+    check_supported,
+    image_layout,
+    one_line,
+    rgb_frame,
+)
 
 __all__ = [
     "AtariConfig",
@@ -96,14 +107,6 @@ class TimeStep:
     first: np.ndarray  # [E] bool, this observation starts a new game
     last: np.ndarray  # [E] bool, the game ended here (game over or time limit)
     life_loss: np.ndarray  # [E] bool, a life was lost in this transition
-
-
-class UnknownEnvironmentError(ValueError):
-    """An unknown game or environment id; the message is a single line."""
-
-
-class UnsupportedEnvironmentError(UnknownEnvironmentError):
-    """An environment the agents cannot play (its spaces, its rendering); one-line message."""
 
 
 # --------------------------------------------------------------------------------------
@@ -481,18 +484,8 @@ ENVIRONMENT_NAME_HELP = (
     "observations get an MLP torso; uint8 images become stacks of 4 grayscale 84x84 frames "
     "for the conv torso."
 )
-_IMAGE_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
 IMAGE_SIZE = 84  # The Nature conv torso's input size.
 IMAGE_FRAME_STACK = 4
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def _brief(value: object, limit: int = 160) -> str:
-    text = _one_line(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _split_gymnasium_id(name: str) -> tuple[str, str]:
@@ -521,7 +514,7 @@ def check_gymnasium_id(name: str) -> None:
             importlib.import_module(module)
         except Exception as error:  # A researcher's module may fail in any way: report it.
             raise UnknownEnvironmentError(
-                _one_line(
+                one_line(
                     f"cannot import module {module!r} of environment {name!r}: "
                     f"{type(error).__name__}: {error}"
                 )
@@ -545,132 +538,6 @@ def check_environment_name(name: str) -> None:
         check_gymnasium_id(name)
 
 
-def _image_layout(space: gym.Space) -> str | None:
-    """ "HW", "HWC" or "CHW" for a uint8 image Box; None for anything else."""
-    if not isinstance(space, gym.spaces.Box) or space.dtype != np.uint8:
-        return None
-    shape = space.shape
-    if len(shape) == 2:
-        return "HW"
-    if len(shape) == 3 and shape[-1] in _IMAGE_CHANNELS:
-        return "HWC"
-    if len(shape) == 3 and shape[0] in _IMAGE_CHANNELS:
-        return "CHW"
-    return None
-
-
-def _check_supported(env: gym.Env, name: str) -> None:
-    """Raises UnsupportedEnvironmentError unless actions are Discrete(n) from 0 and the
-    observation is a 1-D Box or a uint8 image."""
-    actions = env.action_space
-    if not isinstance(actions, gym.spaces.Discrete):
-        raise UnsupportedEnvironmentError(
-            f"unsupported environment {name!r}: action space {_brief(actions)} is not Discrete "
-            "(the agents pick one of n actions)"
-        )
-    if int(actions.start) != 0:
-        raise UnsupportedEnvironmentError(
-            f"unsupported environment {name!r}: its Discrete actions start at {actions.start}, "
-            "not 0"
-        )
-    space = env.observation_space
-    is_vector = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
-    if not is_vector and _image_layout(space) is None:
-        raise UnsupportedEnvironmentError(
-            f"unsupported environment {name!r}: observation space {_brief(space)} is neither a "
-            "1-D Box (a vector) nor a uint8 image Box of shape (H, W), (H, W, C) or (C, H, W) "
-            "with C in 1, 3, 4"
-        )
-
-
-def _check_renders_rgb(env: gym.Env, name: str) -> None:
-    modes = list(env.metadata.get("render_modes") or [])
-    if "rgb_array" not in modes:
-        raise UnsupportedEnvironmentError(
-            f"environment {name!r} cannot be recorded: its render modes are {modes}, "
-            "without 'rgb_array'"
-        )
-
-
-def _rgb_frame(env: gym.Env, name: str) -> np.ndarray:
-    """env.render() as an RGB frame [H, W, 3] uint8; one-line error when it cannot give one."""
-    try:
-        frame = env.render()
-    except Exception as error:  # e.g. classic control without pygame
-        raise UnsupportedEnvironmentError(
-            _one_line(
-                f"environment {name!r} cannot render a frame: {type(error).__name__}: {error}"
-            )
-        ) from None
-    frame = None if frame is None else np.asarray(frame)
-    if frame is None or frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-        what = "None" if frame is None else f"{frame.dtype} {frame.shape}"
-        raise UnsupportedEnvironmentError(
-            f"environment {name!r} rendered {what}, not an RGB uint8 frame (H, W, 3)"
-        )
-    return frame
-
-
-class _KeepIndices(gym.ObservationWrapper):
-    """Keeps only some entries of a 1-D Box observation (float32)."""
-
-    def __init__(self, env: gym.Env, indices: Sequence[int]) -> None:
-        super().__init__(env)
-        self._indices = np.asarray(indices, dtype=np.int64)
-        space = env.observation_space
-        self.observation_space = gym.spaces.Box(
-            low=space.low[self._indices].astype(np.float32),
-            high=space.high[self._indices].astype(np.float32),
-            dtype=np.float32,
-        )
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return np.asarray(observation, dtype=np.float32)[self._indices]
-
-
-class _Float32Observation(gym.ObservationWrapper):
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        space = env.observation_space
-        self.observation_space = gym.spaces.Box(
-            low=space.low.astype(np.float32),
-            high=space.high.astype(np.float32),
-            shape=space.shape,
-            dtype=np.float32,
-        )
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return np.asarray(observation, dtype=np.float32)
-
-
-def grayscale_resize(image: np.ndarray, layout: str, size: int) -> np.ndarray:
-    """One uint8 image in `layout` ("HW", "HWC" or "CHW"; C in 1, 3, 4) -> grayscale
-    [size, size] uint8. RGB(A) uses the ITU-R 601 luma weights (alpha dropped); resizing uses
-    area interpolation, as the Atari preprocessing does."""
-    image = np.asarray(image, dtype=np.uint8)
-    if layout == "CHW":
-        image = np.moveaxis(image, 0, -1)
-    if image.ndim == 3:
-        if image.shape[-1] == 1:
-            image = image[..., 0]
-        else:
-            image = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
-    return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=cv2.INTER_AREA)
-
-
-class _GrayscaleResize(gym.ObservationWrapper):
-    """uint8 image observations in any supported layout -> grayscale uint8 [size, size]."""
-
-    def __init__(self, env: gym.Env, size: int) -> None:
-        super().__init__(env)
-        self._layout = _image_layout(env.observation_space)
-        self._size = size
-        self.observation_space = gym.spaces.Box(0, 255, (size, size), np.uint8)
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return grayscale_resize(observation, self._layout, self._size)
-
-
 def _make_gymnasium(
     name: str,
     hide_velocity: bool,
@@ -688,19 +555,19 @@ def _make_gymnasium(
                 warnings.simplefilter("ignore")
             env = gym.make(name, render_mode="rgb_array" if render else None, **env_kwargs)
     except gym.error.Error as error:  # e.g. a missing optional dependency (box2d, mujoco)
-        raise UnknownEnvironmentError(_one_line(f"cannot create {name!r}: {error}")) from None
+        raise UnknownEnvironmentError(one_line(f"cannot create {name!r}: {error}")) from None
     try:
-        _check_supported(env, name)
+        check_supported(env, name)
         if render:
-            _check_renders_rgb(env, name)
+            check_renders_rgb(env, name)
     except Exception:
         env.close()
         raise
-    if _image_layout(env.observation_space) is None:
-        return _KeepIndices(env, _CARTPOLE_POSITIONS) if hide_velocity else _Float32Observation(env)
+    if image_layout(env.observation_space) is None:
+        return KeepIndices(env, _CARTPOLE_POSITIONS) if hide_velocity else Float32Observation(env)
     if hide_velocity:
         raise ValueError(f"hide_velocity is only defined for CartPole, got {name!r}")
-    env = _GrayscaleResize(env, IMAGE_SIZE)
+    env = GrayscaleResize(env, IMAGE_SIZE)
     return FrameStackObservation(env, frame_stack, padding_type="zero")
 
 
@@ -742,7 +609,7 @@ def create_gymnasium_environment(
     )
     vector_env = gym.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
     try:
-        render_fn = functools.partial(_rgb_frame, vector_env.envs[0], name) if render else None
+        render_fn = functools.partial(rgb_frame, vector_env.envs[0], name) if render else None
         return EnvironmentBatch(vector_env, seed, clip_rewards=clip_rewards, render_fn=render_fn)
     except Exception:
         vector_env.close()

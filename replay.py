@@ -852,8 +852,8 @@ class TransitionReplay:
             getattr(self, f"_{name}")[:] = state[name]
         self._num_adds = int(state["num_adds"])
         self._load_frames_state(state)
-        self._accumulator.load_state_dict(_sub_state(state, "accumulator."))
-        self._sampler.load_state_dict(_sub_state(state, "sampler."))
+        self._accumulator.load_state_dict(sub_state(state, "accumulator."))
+        self._sampler.load_state_dict(sub_state(state, "sampler."))
 
     def _frames_state(self) -> dict[str, np.ndarray]:
         if not self._compress:
@@ -881,5 +881,5 @@ class TransitionReplay:
                 self._frame_payload_bytes += sys.getsizeof(data)
 
 
-def _sub_state(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+def sub_state(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

@@ -5,6 +5,20 @@ into episode-aligned `Chunk`s, the learner assembles them into overlapping burn-
 `Sequence`s that share (never copy) the chunks' frames and recurrent states, and the replay
 samples time-major `SequenceBatch`es with `replay.PrioritizedSampler`; `sequence_priorities` is
 R2D2's priority. What a step holds besides its frame is the agent's list of `Column`s.
+
+Steps are numbered from 0 within an episode. Every chunk but an episode's last holds exactly
+C = gcd(burn_in, period, sequence_length) steps, so chunk i holds steps [i·C, i·C + C) and
+every window boundary (burn-in start, learning start, full learning end) is a chunk boundary.
+Sequence j of an episode learns on [j·period, j·period + sequence_length) and burns in on
+[j·period − burn_in, j·period) (nothing for j = 0). A frame is one `bytes` object from the
+chunk that carried it; sequences hold references, so a frame seen by ~3 overlapping sequences
+is stored once, and the recurrent state is stored only at chunk starts.
+
+What a step holds besides its frame is declared by the agent as a tuple of `Column`s (R2D2:
+action, reward, discount; NGU adds intrinsic reward, policy index and μ). Chunks and
+sequences keep their steps as one numpy structured array with a field per column, and every
+part below loops over the declared columns. The recurrent state is opaque: a flat float32
+vector that the network packs and unpacks, so a pair of LSTMs needs nothing from replay.
 """
 
 from __future__ import annotations
@@ -21,8 +35,8 @@ import numpy as np
 from distributed.frame_decoding import FrameDecoder, ProcessFrameDecoder, decode_frames_into
 from replay import (
     PrioritizedSampler,
-    _sub_state,
     compress_frame,
+    sub_state,
 )
 
 __all__ = [
@@ -36,25 +50,6 @@ __all__ = [
     "sequence_priorities",
     "step_dtype",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# Sequence replay (R2D2, NGU, Agent57)
-# --------------------------------------------------------------------------------------------
-#
-# Steps are numbered from 0 within an episode. Every chunk but an episode's last holds exactly
-# C = gcd(burn_in, period, sequence_length) steps, so chunk i holds steps [i·C, i·C + C) and
-# every window boundary (burn-in start, learning start, full learning end) is a chunk boundary.
-# Sequence j of an episode learns on [j·period, j·period + sequence_length) and burns in on
-# [j·period − burn_in, j·period) (nothing for j = 0). A frame is one `bytes` object from the
-# chunk that carried it; sequences hold references, so a frame seen by ~3 overlapping sequences
-# is stored once, and the recurrent state is stored only at chunk starts.
-#
-# What a step holds besides its frame is declared by the agent as a tuple of `Column`s (R2D2:
-# action, reward, discount; NGU adds intrinsic reward, policy index and μ). Chunks and
-# sequences keep their steps as one numpy structured array with a field per column, and every
-# part below loops over the declared columns. The recurrent state is opaque: a flat float32
-# vector that the network packs and unpacks, so a pair of LSTMs needs nothing from replay.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -778,7 +773,7 @@ class SequenceReplay:
                 burn_in_length=int(state["burn_in_lengths"][k]),
             )
         self._num_writes = int(state["num_writes"])
-        self._sampler.load_state_dict(_sub_state(dict(state), "sampler."))
+        self._sampler.load_state_dict(sub_state(dict(state), "sampler."))
 
 
 def _array_bytes(array: np.ndarray) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
 
 from experiment.errors import UserError
 
@@ -77,15 +76,6 @@ class BackendConfig:
             )
         if self.backend == "process" and (self.ray_address or self.ray_cpus_per_actor != 1.0):
             raise UserError("ray_address and ray_cpus_per_actor only apply with --backend=ray")
-
-    def pool_factory(self) -> Callable:
-        if self.backend == "process":
-            from distributed.actors import process_pool  # It imports this module.
-
-            return process_pool
-        from distributed import ray_backend  # Imports Ray: only this backend needs it.
-
-        return ray_backend.ray_pool_factory(self.ray_address, self.ray_cpus_per_actor)
 
 
 def _is_ray_address(address: str) -> bool:

@@ -42,7 +42,7 @@ from absl import logging
 
 from distributed.actors import ActorMessage, PoolFactory, check_restart_budget, run_actor_loop
 from distributed.config import ParallelConfig
-from distributed.shared_weights import _group_by_dtype, _load_flat, _shared_keys
+from distributed.shared_weights import group_by_dtype, load_flat, shared_keys
 from experiment.errors import UserError
 from experiment.seeding import derive_seed
 
@@ -83,7 +83,7 @@ def flat_weights(network: torch.nn.Module) -> dict[str, np.ndarray]:
     """The network's acting state (every floating tensor of its state_dict, buffers included)
     as one flat CPU array per dtype, in state_dict order: what SharedWeights shares."""
     state = network.state_dict()
-    groups = _group_by_dtype(state, _shared_keys(network))
+    groups = group_by_dtype(state, shared_keys(network))
     return {
         dtype: torch.cat([state[key].detach().reshape(-1) for key in keys]).cpu().numpy()
         for dtype, keys in groups.items()
@@ -93,7 +93,7 @@ def flat_weights(network: torch.nn.Module) -> dict[str, np.ndarray]:
 def load_flat_weights(network: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
     # Copied: arrays from the object store are read-only views of it.
     tensors = {dtype: torch.from_numpy(np.array(array)) for dtype, array in arrays.items()}
-    _load_flat(network, tensors, _shared_keys(network))
+    load_flat(network, tensors, shared_keys(network))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,10 +18,10 @@ class SharedWeights:
     """
 
     def __init__(self, network: torch.nn.Module) -> None:
-        self.keys = _shared_keys(network)
+        self.keys = shared_keys(network)
         state = network.state_dict()
         self.buffers: dict[str, torch.Tensor] = {}
-        for dtype, keys in _group_by_dtype(state, self.keys).items():
+        for dtype, keys in group_by_dtype(state, self.keys).items():
             flat = torch.cat([state[k].detach().reshape(-1).cpu() for k in keys])
             self.buffers[dtype] = flat.clone().share_memory_()
         self.version = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -30,7 +30,7 @@ class SharedWeights:
         state = network.state_dict()
         version = int(self.version[0])
         self.version[0] = version + 1
-        for dtype, keys in _group_by_dtype(state, self.keys).items():
+        for dtype, keys in group_by_dtype(state, self.keys).items():
             flat = torch.cat([state[k].detach().reshape(-1) for k in keys])
             self.buffers[dtype].copy_(flat)
         self.version[0] = version + 2
@@ -44,17 +44,17 @@ class SharedWeights:
                 return known_version
             copies = {dtype: buffer.clone() for dtype, buffer in self.buffers.items()}
             if int(self.version[0]) == before:
-                _load_flat(network, copies, self.keys)
+                load_flat(network, copies, self.keys)
                 return before
         return known_version
 
 
-def _shared_keys(module: torch.nn.Module) -> list[str]:
+def shared_keys(module: torch.nn.Module) -> list[str]:
     """The state_dict entries worth sharing: every floating tensor (not integer counters)."""
     return [k for k, v in module.state_dict().items() if torch.is_floating_point(v)]
 
 
-def _group_by_dtype(state: Mapping[str, torch.Tensor], keys: list[str]) -> dict[str, list[str]]:
+def group_by_dtype(state: Mapping[str, torch.Tensor], keys: list[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for key in keys:
         groups.setdefault(str(state[key].dtype), []).append(key)
@@ -62,7 +62,7 @@ def _group_by_dtype(state: Mapping[str, torch.Tensor], keys: list[str]) -> dict[
 
 
 @torch.no_grad()
-def _load_flat(module: torch.nn.Module, flats: Mapping[str, torch.Tensor], keys: list[str]) -> None:
+def load_flat(module: torch.nn.Module, flats: Mapping[str, torch.Tensor], keys: list[str]) -> None:
     state = module.state_dict()  # tensors that share storage with the module
     offsets = dict.fromkeys(flats, 0)
     for key in keys:

@@ -27,3 +27,11 @@ class NonFiniteLossError(UserError):
 
     def at_iteration(self, iteration: int) -> NonFiniteLossError:
         return NonFiniteLossError(self.quantity, self.value, self.update, iteration)
+
+
+class UnknownEnvironmentError(ValueError):
+    """An unknown game or environment id; the message is a single line."""
+
+
+class UnsupportedEnvironmentError(UnknownEnvironmentError):
+    """An environment the agents cannot play (its spaces, its rendering); one-line message."""

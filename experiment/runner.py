@@ -20,6 +20,7 @@ from typing import Any
 
 from absl import flags, logging
 
+from distributed.actors import PoolFactory, process_pool
 from distributed.config import BackendConfig, ParallelConfig
 from distributed.evaluation_process import EvalWorker, OverlappedEvaluation
 from experiment import checkpoint, hyperparameters
@@ -231,7 +232,7 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
     learner = agent.build_learner(agent.config, shape, dtype, num_actions, replay_seed, run.device)
     factory = agent.actor_factory(agent.config, run.env_spec, run.num_envs, parallel.num_actors)
     trainer = ParallelTrainer(
-        parallel, factory, learner, run.seed, pool_factory=backend.pool_factory()
+        parallel, factory, learner, run.seed, pool_factory=actor_pool_factory(backend)
     )
     start_iteration, steps_into = 0, 0
     if state is not None:
@@ -290,6 +291,15 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
         )
     finally:
         writer.close()
+
+
+def actor_pool_factory(backend: BackendConfig) -> PoolFactory:
+    """How the run's actors are started: processes on this machine, or Ray actors."""
+    if backend.backend == "process":
+        return process_pool
+    from distributed import ray_backend  # Imports Ray: only this backend needs it.
+
+    return ray_backend.ray_pool_factory(backend.ray_address, backend.ray_cpus_per_actor)
 
 
 def restore_replay(learner, checkpointer: RunCheckpointer, iteration: int) -> None:

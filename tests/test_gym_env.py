@@ -14,6 +14,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import gym_env
+import gym_observations
 from gym_env import (
     AtariConfig,
     EnvironmentBatch,
@@ -594,17 +595,18 @@ def _two_colour_picture() -> np.ndarray:
 
 def test_grayscale_resize_uses_luma_and_treats_every_layout_alike():
     picture = _two_colour_picture()
-    frame = gym_env.grayscale_resize(picture, "HWC", 84)
+    frame = gym_observations.grayscale_resize(picture, "HWC", 84)
     assert frame.shape == (84, 84) and frame.dtype == np.uint8
     # ITU-R 601 luma: red 0.299 * 255 = 76, blue 0.114 * 255 = 29; halves stay halves.
     assert (frame[:, :40] == 76).all() and (frame[:, 44:] == 29).all()
-    chw = gym_env.grayscale_resize(np.moveaxis(picture, -1, 0), "CHW", 84)
+    chw = gym_observations.grayscale_resize(np.moveaxis(picture, -1, 0), "CHW", 84)
     rgba = np.concatenate([picture, np.full((16, 20, 1), 9, np.uint8)], axis=-1)
     np.testing.assert_array_equal(chw, frame)
-    np.testing.assert_array_equal(gym_env.grayscale_resize(rgba, "HWC", 84), frame)
+    np.testing.assert_array_equal(gym_observations.grayscale_resize(rgba, "HWC", 84), frame)
     gray = np.where(np.arange(20) < 10, 76, 29).astype(np.uint8)[None].repeat(16, 0)
-    np.testing.assert_array_equal(gym_env.grayscale_resize(gray, "HW", 84), frame)
-    np.testing.assert_array_equal(gym_env.grayscale_resize(gray[..., None], "HWC", 84), frame)
+    np.testing.assert_array_equal(gym_observations.grayscale_resize(gray, "HW", 84), frame)
+    resized = gym_observations.grayscale_resize(gray[..., None], "HWC", 84)
+    np.testing.assert_array_equal(resized, frame)
 
 
 @pytest.mark.parametrize("layout", ["HWC", "CHW"])
@@ -614,7 +616,7 @@ def test_image_observations_become_zero_padded_grayscale_stacks(layout):
         picture = np.moveaxis(picture, -1, 0)
     space = gym.spaces.Box(0, 255, picture.shape, np.uint8)
     spec = _fake_spec(observation_space=space, observation=picture)
-    expected = gym_env.grayscale_resize(_two_colour_picture(), "HWC", 84)
+    expected = gym_observations.grayscale_resize(_two_colour_picture(), "HWC", 84)
     with spec.create(1, seed=0) as env:
         assert env.observation_shape == (4, 84, 84) and env.observation_dtype == np.uint8
         first = env.reset().observation[0]
