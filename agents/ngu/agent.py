@@ -213,7 +213,11 @@ class EpisodeEmbeddings:
 
     def __init__(self, embedding: nn.Module, num_envs: int) -> None:
         self.embedding = embedding  # the actor's live copy, which weight pulls overwrite
-        self.snapshots: dict[int, nn.Module] = {0: copy.deepcopy(embedding)}
+        # The first snapshot is taken when the first episodes start, not here: an actor is
+        # built with a fresh network and pulls the learner's weights afterwards (an evaluation
+        # process, a restarted or resumed actor), and a snapshot taken now would give its
+        # first episodes the untrained embedding.
+        self.snapshots: dict[int, nn.Module] = {}
         self.latest = 0
         self.env_snapshot = np.zeros(num_envs, dtype=np.int64)
 

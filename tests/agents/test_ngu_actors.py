@@ -1,0 +1,121 @@
+"""NGU's and Agent57's actors compute intrinsic rewards with the learner's published embedding
+from their very first episode.
+
+Every actor outside the learner (the evaluation process; an actor process when it starts, is
+restarted, or resumes a run) is built on a fresh, untrained network and only then pulls the
+learner's weights. The embedding that its first episodes use must be the pulled one, not the
+fresh one: the Q-network reads the previous intrinsic reward, and training actors store it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import pytest
+import torch
+
+import gym_env
+import toy_envs  # noqa: F401  (registers the rooms)
+from agents.agent57 import agent as agent57
+from agents.ngu import agent as ngu
+from distributed.actors import run_actor_loop
+from distributed.evaluation_process import EvalActorFactory, EvalRequest, _evaluate
+from distributed.shared_weights import SharedWeights
+
+SPEC = gym_env.EnvSpec(classic_name="toy_envs:SparseGridRoom-v0")
+SMALL = dict(
+    burn_in=2,
+    sequence_length=8,
+    replay_period=4,
+    episodic_memory_capacity=100,
+)
+AGENTS = {
+    "ngu": (ngu, lambda: ngu.NguConfig(**SMALL, num_policies=4)),
+    "agent57": (agent57, lambda: agent57.Agent57Config(**SMALL, num_policies=10)),
+}
+# The evaluation actor each run_atari.py gives its evaluation process.
+EVALUATION_ACTORS = {
+    "ngu": functools.partial(ngu.evaluation_actor, policy_index=0),
+    "agent57": agent57.evaluation_actor,  # Its evaluator bandit picks the arm.
+}
+
+
+def published_network(module, config):
+    """The learner's network, its embedding moved far from any fresh initialisation."""
+    with SPEC.create(1, 0) as env:
+        torch.manual_seed(123)
+        network = module.build_network(config, env.observation_shape, env.num_actions)
+    with torch.no_grad():
+        for parameter in network.embedding.parameters():
+            parameter.add_(1.0)
+    return network
+
+
+def embedding_of_first_episode(actor) -> torch.nn.Module:
+    """The embedding snapshot environment 0 used in its first episode."""
+    embeddings = actor.embeddings
+    return embeddings.snapshots[int(embeddings.env_snapshot[0])]
+
+
+def assert_same_weights(used: torch.nn.Module, published: torch.nn.Module) -> None:
+    published_state = published.state_dict()
+    for name, value in used.state_dict().items():
+        assert torch.equal(value, published_state[name]), f"embedding {name} is not the learner's"
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_the_evaluation_process_plays_with_the_published_embedding(agent):
+    module, make_config = AGENTS[agent]
+    config = make_config()
+    learner_network = published_network(module, config)
+    weights = SharedWeights(learner_network)
+    version = weights.publish(learner_network)
+    factory = EvalActorFactory(
+        SPEC,
+        functools.partial(module.build_network, config),
+        functools.partial(EVALUATION_ACTORS[agent], config=config, epsilon=0.0),
+    )
+    built = []
+
+    def capturing_factory(seed: int):
+        env, actor = factory(seed)
+        built.append(actor)
+        return env, actor
+
+    request = EvalRequest(iteration=1, version=version, num_steps=20, seed=0)
+    _evaluate(request, capturing_factory, weights, threading.Event())
+    assert_same_weights(embedding_of_first_episode(built[0]), learner_network.embedding)
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["started", "restarted_or_resumed"])
+@pytest.mark.parametrize("agent", AGENTS)
+def test_an_actor_process_plays_its_first_episode_with_the_published_embedding(agent, resumed):
+    module, make_config = AGENTS[agent]
+    config = make_config()
+    learner_network = published_network(module, config)
+    weights = SharedWeights(learner_network)
+    weights.publish(learner_network)
+    factory = module.ActorFactory(config, SPEC, num_envs=2, num_actors=1)
+    initial_state = None
+    if resumed:  # The state its predecessor (or the checkpoint) reported.
+        _, predecessor = factory(0, seed=5)
+        initial_state = predecessor.state_dict()
+    built = []
+
+    def capturing_factory(actor_index: int, seed: int):
+        env, actor = factory(actor_index, seed)
+        built.append(actor)
+        return env, actor
+
+    run_actor_loop(
+        actor_index=0,
+        seed=1,
+        actor_factory=capturing_factory,
+        update_interval=1_000,
+        initial_state=initial_state,
+        pull_weights=weights.pull,
+        send=lambda message: False,  # Stop after the first message.
+        stopped=lambda: False,
+    )
+    assert_same_weights(embedding_of_first_episode(built[0]), learner_network.embedding)
