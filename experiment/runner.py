@@ -231,6 +231,8 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
     replay_seed = derive_seed(run.seed, "replay", resume_point)
     learner = agent.build_learner(agent.config, shape, dtype, num_actions, replay_seed, run.device)
     factory = agent.actor_factory(agent.config, run.env_spec, run.num_envs, parallel.num_actors)
+    for line in factory.describe() if hasattr(factory, "describe") else []:
+        logging.info("%s", line)
     trainer = ParallelTrainer(
         parallel, factory, learner, run.seed, pool_factory=actor_pool_factory(backend)
     )

@@ -186,6 +186,10 @@ class ActorFactory(ngu.ActorFactory):
     actor_class = Actor
     network_builder = staticmethod(build_network)
 
+    def describe(self) -> list[str]:
+        ladder = super(ngu.ActorFactory, self).describe()
+        return [*ladder, "policy j of each episode chosen by each environment's bandit"]
+
     def policy_chooser(self, first_env: int, seed: int) -> PolicyIndexChooser:
         config = self.config
         return BanditPolicyChooser(

@@ -64,7 +64,7 @@ COLUMNS = (
 
 @dataclasses.dataclass(frozen=True)
 class NguConfig(SequenceAgentConfig):
-    """NGU hyperparameters (the paper's Table 6) unless the README lists a deviation."""
+    """NGU hyperparameters (the paper's Table 6) unless docs/deviations.md lists a deviation."""
 
     adam_eps: float = 1e-4
     """Adam's ε for every NGU loss (NGU Table 6: 1e-4)."""
@@ -85,10 +85,12 @@ class NguConfig(SequenceAgentConfig):
     """λ of the Retrace traces c = λ·min(1, π/μ) (NGU: 0.95)."""
     target_epsilon: float = 0.01
     """ε of the Retrace target policy, ε-greedy on the online Q (NGU: 0.01)."""
-    draw_policy_per_episode: bool = False
-    """False: environment g always plays policy j = g mod N (NGU App. A). True: each
-    environment draws j uniformly at every episode start (how the Agent57 paper describes
-    NGU)."""
+    draw_policy_per_episode: bool = True
+    """True: each environment draws its policy j uniformly from 0..N-1 at every episode start
+    (how the Agent57 paper describes NGU), so every j runs, and with every ε of the ladder, at
+    any number of environments. False: environment g always plays j = g mod N (NGU App. A);
+    with fewer environments than policies the high-β policies then never run, and with N
+    environments each j only ever has one ε (j = 0 the ladder's largest)."""
     embedding_size: int = 32
     """Size of the controllable-state embedding f used by episodic novelty (NGU: 32)."""
     episodic_memory_capacity: int = 30_000
@@ -478,6 +480,22 @@ class ActorFactory(r2d2.ActorFactory):
             network, self.epsilons(first), recorder, seed, self.config, policies
         )
         return env, actor
+
+    def describe(self) -> list[str]:
+        lines = super().describe()
+        num_envs, num_policies = self.num_actors * self.num_envs, self.config.num_policies
+        if self.config.draw_policy_per_episode:
+            return [*lines, f"policy j drawn per episode from 0..{num_policies - 1} in each env"]
+        ladder = self.epsilons(0, all_actors=True)
+        pairs = [f"env {g}: j={g % num_policies} ε={ladder[g]:.3g}" for g in range(num_envs)]
+        lines.append("fixed policies (--nodraw_policy_per_episode): " + "; ".join(pairs[:16]))
+        if num_envs < num_policies:
+            lines.append(
+                f"WARNING: {num_envs} environments for {num_policies} fixed policies: only "
+                f"j = 0..{num_envs - 1} (β up to {self.config.betas()[num_envs - 1]:.3g}) ever "
+                "run; pass --draw_policy_per_episode to run every policy"
+            )
+        return lines
 
     def policy_chooser(self, first_env: int, seed: int) -> PolicyIndexChooser:
         mode = "per_episode" if self.config.draw_policy_per_episode else "fixed"

@@ -51,7 +51,7 @@ COLUMNS = (
 
 @dataclasses.dataclass(frozen=True)
 class R2d2Config(SequenceAgentConfig):
-    """R2D2 hyperparameters; paper values unless the README lists a deviation."""
+    """R2D2 hyperparameters; paper values unless docs/deviations.md lists a deviation."""
 
     discount: float = 0.997
     """Discount γ per agent step (R2D2 paper: 0.997)."""
@@ -261,14 +261,27 @@ class ActorFactory:
         )
         return env, Actor(network, self.epsilons(first), recorder, seed)
 
-    def epsilons(self, first_env: int) -> np.ndarray:
+    def describe(self) -> list[str]:
+        """Log lines for the start of a run: what each environment of each actor plays."""
+        ladder = self.epsilons(0, all_actors=True)
+        return [f"ε ladder over {len(ladder)} environments: {_values(ladder)}"]
+
+    def epsilons(self, first_env: int, all_actors: bool = False) -> np.ndarray:
         """[E] ε of environments first_env .. first_env + E − 1 on the ladder of all N·E."""
         ladder = actor_epsilons(
             self.num_actors * self.num_envs,
             self.config.exploration_base,
             self.config.exploration_alpha,
         )
-        return ladder[first_env : first_env + self.num_envs]
+        return ladder if all_actors else ladder[first_env : first_env + self.num_envs]
+
+
+def _values(values: np.ndarray, limit: int = 8) -> str:
+    """A short list of floats for a log line: all of them, or the first and last few."""
+    shown = [f"{v:.3g}" for v in values]
+    if len(shown) > limit:
+        shown = [*shown[: limit // 2], "...", *shown[-limit // 2 :]]
+    return ", ".join(shown)
 
 
 # build_learner(config, observation_shape, observation_dtype, num_actions, seed, device)

@@ -24,6 +24,7 @@ from distributed.evaluation_process import EvalActorFactory, EvalRequest, _evalu
 from distributed.shared_weights import SharedWeights
 
 SPEC = gym_env.EnvSpec(classic_name="toy_envs:SparseGridRoom-v0")
+SHORT_GAMES = gym_env.EnvSpec(classic_name="toy_envs:SparseGridRoomDeadly-v0")  # Walls end games.
 SMALL = dict(
     burn_in=2,
     sequence_length=8,
@@ -119,3 +120,40 @@ def test_an_actor_process_plays_its_first_episode_with_the_published_embedding(a
         stopped=lambda: False,
     )
     assert_same_weights(embedding_of_first_episode(built[0]), learner_network.embedding)
+
+
+def policies_played(config, num_envs: int, num_episodes: int) -> set[int]:
+    """The policy indices of the first `num_episodes` finished games of one actor process."""
+    factory = ngu.ActorFactory(config, SHORT_GAMES, num_envs=num_envs, num_actors=1)
+    network = published_network(ngu, config)
+    weights = SharedWeights(network)
+    weights.publish(network)
+    played: list[int] = []
+
+    def send(message) -> bool:
+        for key, returns in (message.statistics or {}).items():
+            if key.startswith("policy_"):
+                played.extend([int(key.split("/")[0][len("policy_") :])] * len(returns))
+        return len(played) < num_episodes
+
+    run_actor_loop(0, 1, factory, 1_000, None, weights.pull, send, stopped=lambda: False)
+    return set(played)
+
+
+def test_one_actor_with_four_environments_runs_high_beta_policies_by_default():
+    """With N = 32 policies and 4 environments, fixed j = g mod N would only ever run
+    j = 0..3, whose β is 0 to 1e-4: NGU would quietly be R2D2."""
+    config = ngu.NguConfig(**SMALL)  # Default N = 32 and policy assignment.
+    played = policies_played(config, num_envs=4, num_episodes=24)
+    assert max(played) >= 8 and len(played) >= 10, sorted(played)
+
+
+def test_fixed_policies_with_too_few_environments_say_so_at_start():
+    config = ngu.NguConfig(**SMALL, draw_policy_per_episode=False)
+    assert policies_played(config, num_envs=4, num_episodes=8) == {0, 1, 2, 3}
+    lines = ngu.ActorFactory(config, SPEC, num_envs=4, num_actors=1).describe()
+    warning = [line for line in lines if line.startswith("WARNING")]
+    assert len(warning) == 1 and "only j = 0..3" in warning[0], lines
+    drawn = ngu.ActorFactory(ngu.NguConfig(**SMALL), SPEC, num_envs=4, num_actors=1).describe()
+    assert not any(line.startswith("WARNING") for line in drawn), drawn
+    assert any("drawn per episode" in line for line in drawn), drawn
