@@ -1,9 +1,10 @@
 """Snappy frame decoding in a worker process, into shared memory.
 
-Why a process: decoding a batch is thousands of small calls (7,400 distinct Pong frames in a
-64 x 120 batch). cramjam releases the GIL inside each one, but the Python loop around them holds
-it, so decoding threads of one process serialise: two threads measured 0.84x one
-(benchmarks/bench_prefetch.py). A process per prefetch thread runs its loop on its own core.
+Why a process: decoding a batch is thousands of small calls, one per distinct frame of its
+sequences. cramjam releases the GIL inside each one, but the Python loop around them holds it,
+so decoding threads of one process serialise: two threads are no faster than one
+(benchmarks/bench_prefetch.py; see docs/results.md). A process per prefetch thread runs its
+loop on its own core.
 
 What crosses between the processes per batch: the distinct frames' compressed bytes and their
 lengths through a pipe (a few MB), and the decoded frames back through a shared buffer

@@ -4,8 +4,8 @@ device) `depth` batches ahead, through a bounded queue of futures.
 
 Why each thread has a decoding process: cramjam releases the GIL inside each frame's
 decompression, but the loop over thousands of frames holds it, so threads alone decoded no
-faster than one (0.84x with two, benchmarks/bench_prefetch.py). With `decoder_factory`, each
-worker thread hands its batch's compressed frames to its own process
+faster than one (benchmarks/bench_prefetch.py; see docs/results.md). With `decoder_factory`,
+each worker thread hands its batch's compressed frames to its own process
 (frame_decoding.ProcessFrameDecoder) and waits without the GIL; the layout and the device copy
 (torch releases the GIL) stay in the thread. Why sample in the learner thread: priorities
 reach replay in order (each `next()` samples after every update before it was applied), and a

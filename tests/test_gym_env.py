@@ -543,7 +543,8 @@ _BOX3 = gym.spaces.Box(0, 1, (3,), np.float32)
         ({"observation_space": gym.spaces.Discrete(16)}, "observation space Discrete(16)"),
         ({"observation_space": gym.spaces.Box(0, 1, (8, 8, 3), np.float32)}, "uint8 image"),
         ({"observation_space": gym.spaces.Box(0, 1, (5, 7), np.float32)}, "1-D Box"),
-        ({"observation_space": gym.spaces.Box(0, 255, (8, 8, 5), np.uint8)}, "C in 1, 3, 4"),
+        # (8, 8, 5) uint8 is multi-channel now (supported); 4-D images are not.
+        ({"observation_space": gym.spaces.Box(0, 255, (2, 8, 8, 5), np.uint8)}, "C in 1, 3, 4"),
     ],
 )
 def test_unsupported_spaces_are_named_in_one_line(env_kwargs, expected):

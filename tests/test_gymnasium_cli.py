@@ -5,18 +5,21 @@ for environments the agents cannot play."""
 from __future__ import annotations
 
 import pathlib
-import subprocess
 
-import cv2
 import pytest
-from cli_support import check_ok, load_checkpoint, read_csv, run_module
+from cli_support import (
+    check_ok,
+    load_checkpoint,
+    one_error_line,
+    output_flags,
+    read_csv,
+    run_module,
+    tiny_flags,
+    video_frames,
+)
 
 ROOM = "toy_envs:SparseGridRoom-v0"  # 15 x 15, one-hot [225], 5 actions, horizon 56
 PIXEL_ROOM = "toy_envs:SparseGridRoomPixels-v0"  # the same room as a 60 x 60 RGB image
-
-
-def _dir_flags(root: pathlib.Path) -> list[str]:
-    return [f"--checkpoint_dir={root / 'checkpoints'}", f"--tensorboard_dir={root / 'tb'}"]
 
 
 def _only_checkpoint(root: pathlib.Path, agent: str, environment: str) -> pathlib.Path:
@@ -26,34 +29,14 @@ def _only_checkpoint(root: pathlib.Path, agent: str, environment: str) -> pathli
 
 def _video_frame_shapes(recording_dir: pathlib.Path) -> list[tuple[int, ...]]:
     (video,) = recording_dir.glob("*.mp4")
-    capture = cv2.VideoCapture(str(video))
-    shapes = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        shapes.append(frame.shape)
-    capture.release()
-    return shapes
+    return [frame.shape for frame in video_frames(video)]
 
 
-def _one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr}"
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
-DQN_TINY = [
+DQN_FLAGS = [
     "--num_iterations=1",
     "--num_train_steps=300",
     "--num_eval_steps=100",
-    "--min_replay_size=100",
-    "--replay_capacity=1000",
-    "--batch_size=8",
-    "--device=cpu",
-    "--seed=3",
+    *tiny_flags("dqn"),
 ]
 
 
@@ -61,7 +44,7 @@ DQN_TINY = [
 def test_dqn_trains_and_records_a_vector_gymnasium_environment(tmp_path):
     check_ok(
         run_module(
-            "dqn", "run_atari", [f"--environment_name={ROOM}", *DQN_TINY, *_dir_flags(tmp_path)]
+            "dqn", "run_atari", [f"--environment_name={ROOM}", *DQN_FLAGS, *output_flags(tmp_path)]
         )
     )
     payload = load_checkpoint(_only_checkpoint(tmp_path, "dqn", ROOM))
@@ -93,27 +76,18 @@ def test_dqn_trains_and_records_a_vector_gymnasium_environment(tmp_path):
     assert _video_frame_shapes(recording_dir) == [(240, 240, 3)] * 57
 
 
-R2D2_TINY = [
-    "--num_actors=2",
-    "--num_envs=2",
-    "--batch_size=4",
-    "--min_replay_size=8",
-    "--replay_capacity=100",
-    "--burn_in=8",
-    "--sequence_length=16",
-    "--replay_period=8",
+R2D2_FLAGS = [
+    *tiny_flags("r2d2"),
     "--num_iterations=1",
     "--num_train_steps=200",
     "--num_eval_steps=60",
-    "--device=cpu",
-    "--seed=5",
 ]
 
 
 @pytest.mark.slow
 def test_r2d2_actor_processes_build_an_image_environment_from_its_module_id(tmp_path):
     # Actor processes are spawned: they import toy_envs only through the module:EnvName-v0 id.
-    args = [f"--environment_name={PIXEL_ROOM}", *R2D2_TINY, *_dir_flags(tmp_path)]
+    args = [f"--environment_name={PIXEL_ROOM}", *R2D2_FLAGS, *output_flags(tmp_path)]
     check_ok(run_module("r2d2", "run_atari", args))
     payload = load_checkpoint(_only_checkpoint(tmp_path, "r2d2", PIXEL_ROOM))
     assert list(payload["metadata"]["observation_shape"]) == [4, 84, 84]
@@ -154,8 +128,10 @@ def test_r2d2_actor_processes_build_an_image_environment_from_its_module_id(tmp_
     ],
 )
 def test_environments_the_agents_cannot_play_are_one_line_errors(tmp_path, args, expected):
-    result = run_module("dqn", "run_atari", [*DQN_TINY, *args, *_dir_flags(tmp_path)], timeout=60)
-    line = _one_error_line(result)
+    result = run_module(
+        "dqn", "run_atari", [*DQN_FLAGS, *args, *output_flags(tmp_path)], timeout=60
+    )
+    line = one_error_line(result)
     for text in expected:
         assert text in line, line
     assert not (tmp_path / "checkpoints").exists()
@@ -166,7 +142,7 @@ def test_eval_agent_on_an_environment_without_rgb_frames_is_a_one_line_error(tmp
     name = "tests.fake_envs:FakeNoRender-v0"
     check_ok(
         run_module(
-            "dqn", "run_atari", [f"--environment_name={name}", *DQN_TINY, *_dir_flags(tmp_path)]
+            "dqn", "run_atari", [f"--environment_name={name}", *DQN_FLAGS, *output_flags(tmp_path)]
         )
     )
     result = run_module(
@@ -180,5 +156,5 @@ def test_eval_agent_on_an_environment_without_rgb_frames_is_a_one_line_error(tmp
         ],
         timeout=60,
     )
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert "cannot be recorded" in line and "rgb_array" in line

@@ -11,31 +11,15 @@ import math
 import os
 import pathlib
 import signal
-import subprocess
 import time
 
 import cli_support
-import cv2
 import pytest
-from cli_support import REPO, check_ok, load_checkpoint, read_csv, subprocess_env
+from cli_support import check_ok, load_checkpoint, output_flags, read_csv, start_module, tiny_flags
 
 pytestmark = pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc")
 
 AGENTS = ["ngu", "agent57"]
-TINY = [
-    "--num_actors=2",
-    "--num_envs=2",
-    "--batch_size=4",
-    "--min_replay_size=8",
-    "--replay_capacity=100",
-    "--burn_in=8",
-    "--sequence_length=16",
-    "--replay_period=8",
-    "--num_policies=10",
-    "--episodic_memory_capacity=500",
-    "--device=cpu",
-    "--seed=3",
-]
 # What each agent adds to the optimiser (one group per network it trains).
 GROUPS = {
     "ngu": ["q", "embedding", "rnd"],
@@ -47,23 +31,6 @@ LOSSES = {
 }
 
 
-def _dir_flags(root: pathlib.Path) -> list[str]:
-    return [f"--checkpoint_dir={root / 'checkpoints'}", f"--tensorboard_dir={root / 'tb'}"]
-
-
-def _video_frames(path: pathlib.Path) -> list:
-    capture = cv2.VideoCapture(str(path))
-    assert capture.isOpened()
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", AGENTS)
 def test_pong_two_actors_train_checkpoint_everything_and_evaluate(tmp_path, agent):
@@ -71,11 +38,11 @@ def test_pong_two_actors_train_checkpoint_everything_and_evaluate(tmp_path, agen
         agent,
         "run_atari",
         [
-            *TINY,
+            *tiny_flags(agent),
             "--num_iterations=2",
             "--num_train_steps=200",
             "--num_eval_steps=40",
-            *_dir_flags(tmp_path),
+            *output_flags(tmp_path),
         ],
     )
     check_ok(result)
@@ -125,7 +92,7 @@ def test_pong_two_actors_train_checkpoint_everything_and_evaluate(tmp_path, agen
     check_ok(result)
     videos = list(recordings.glob("*.mp4"))
     assert len(videos) == 1
-    frames = _video_frames(videos[0])
+    frames = cli_support.video_frames(videos[0])
     assert len(frames) == 31 and frames[0].shape == (210, 160, 3)
 
     result = cli_support.run_module(
@@ -138,6 +105,9 @@ def test_pong_two_actors_train_checkpoint_everything_and_evaluate(tmp_path, agen
     assert lines[-1].startswith("error: policy_index must be in [0, 10), got 10"), lines[-3:]
 
 
+# Not tiny_flags: by the interrupt (after the first progress line) the run must have learned
+# and ended many episodes, Agent57's bandits pulling an arm per episode. The toy room's short
+# episodes, 4 environments per actor and shorter sequences (replay warm sooner) give that.
 ROOM = [
     "--environment_name=toy_envs:SparseGridRoom-v0",
     "--num_actors=2",
@@ -158,15 +128,7 @@ ROOM = [
 
 def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path) -> int:
     """Starts a run, waits until it has learned for a while, Ctrl-C's it; its exit code."""
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            cli_support.command(agent, "run_atari", args),
-            cwd=REPO,
-            env=subprocess_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_module(agent, "run_atari", args, log_path)
     try:
         deadline = time.monotonic() + 150
         while "train:" not in log_path.read_text():  # the first progress line, after 30 s
@@ -184,7 +146,7 @@ def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", AGENTS)
 def test_interrupted_run_resumes_with_its_normalisers_optimisers_and_bandits(tmp_path, agent):
-    args = [*ROOM, "--num_iterations=1", "--num_train_steps=60000", *_dir_flags(tmp_path)]
+    args = [*ROOM, "--num_iterations=1", "--num_train_steps=60000", *output_flags(tmp_path)]
     if agent == "agent57":
         args.append("--bandit_window=1000")  # holds every episode of the test
     code = _interrupt_when_learning(args, agent, tmp_path / "run.log")

@@ -8,7 +8,6 @@ under tmp_path. Processes are found through /proc (Linux)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pathlib
@@ -18,36 +17,22 @@ import subprocess
 import time
 
 import cli_support
-import cv2
+import proc_support
 import pytest
 from cli_support import (
-    REPO,
     TIMEOUT_S,
     check_ok,
     load_checkpoint,
+    output_flags,
     read_csv,
-    subprocess_env,
+    start_module,
+    tiny_flags,
+    video_frames,
 )
 
 pytestmark = pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc")
 
-TINY = [
-    "--num_actors=2",
-    "--num_envs=2",
-    "--batch_size=4",
-    "--min_replay_size=8",
-    "--replay_capacity=100",
-    "--burn_in=8",
-    "--sequence_length=16",
-    "--replay_period=8",
-    "--num_eval_steps=100",
-    "--device=cpu",
-    "--seed=5",
-]
-
-
-def _dir_flags(root: pathlib.Path) -> list[str]:
-    return [f"--checkpoint_dir={root / 'checkpoints'}", f"--tensorboard_dir={root / 'tb'}"]
+TINY = [*tiny_flags("r2d2"), "--num_eval_steps=100"]
 
 
 def run_module(module: str, args: list[str], timeout: float = TIMEOUT_S):
@@ -55,34 +40,8 @@ def run_module(module: str, args: list[str], timeout: float = TIMEOUT_S):
 
 
 # --------------------------------------------------------------------------------------
-# Processes and shared memory, through /proc and /dev/shm
+# The run's processes, through /proc
 # --------------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, start time) of a process, or None if there is no such process."""
-    try:
-        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # The name in (...) may hold spaces.
-    return fields[0], int(fields[1]), int(fields[19])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _children(pid: int) -> dict[int, tuple[int, str]]:
-    """pid -> (start time, command line) of every child of `pid`."""
-    found = {}
-    for entry in pathlib.Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[1] == pid:
-            found[int(entry.name)] = (stat[2], _cmdline(int(entry.name)))
-    return found
 
 
 def _spawned(children: dict[int, tuple[int, str]]) -> dict[int, tuple[int, str]]:
@@ -95,12 +54,6 @@ def _first_actor(children: dict[int, tuple[int, str]]) -> int:
     return min(_spawned(children))  # Actors start before the evaluation process.
 
 
-def _running(pid: int, start_time: int) -> bool:
-    """Whether that very process (not a later one with a reused pid) still exists."""
-    stat = _stat(pid)
-    return stat is not None and stat[2] == start_time
-
-
 def _read_chars(pid: int) -> int:
     for line in pathlib.Path(f"/proc/{pid}/io").read_text().splitlines():
         if line.startswith("rchar:"):
@@ -108,23 +61,12 @@ def _read_chars(pid: int) -> int:
     raise AssertionError("no rchar in /proc/<pid>/io")
 
 
-def _shm_entries() -> dict[str, float]:
-    shm = pathlib.Path("/dev/shm")
-    entries = {}
-    for path in shm.iterdir() if shm.is_dir() else []:
-        try:
-            entries[path.name] = path.stat().st_ctime
-        except OSError:
-            continue  # Removed meanwhile.
-    return entries
-
-
 def _wait_until_learning(process: subprocess.Popen, timeout: float = 90) -> dict:
     """Waits for both actor processes and the evaluation process, then for the actors'
     messages to reach the learner (its read count grows: it has nothing else to read once
     actors run). Returns its children."""
     deadline = time.monotonic() + timeout
-    while len(_spawned(_children(process.pid))) < 3:
+    while len(_spawned(proc_support.children(process.pid))) < 3:
         assert process.poll() is None, f"the run ended early with {process.returncode}"
         assert time.monotonic() < deadline, "actors did not start"
         time.sleep(0.1)
@@ -133,52 +75,11 @@ def _wait_until_learning(process: subprocess.Popen, timeout: float = 90) -> dict
         assert process.poll() is None, f"the run ended early with {process.returncode}"
         assert time.monotonic() < deadline, "no data reached the learner"
         time.sleep(0.1)
-    children = _children(process.pid)
+    children = proc_support.children(process.pid)
     # Two actors and the evaluation process, then the learner's two frame-decoding processes
     # (started at its first update, so not necessarily yet).
     assert 3 <= len(_spawned(children)) <= 5
     return children
-
-
-def _wait_gone(processes: dict[int, tuple[int, str]], timeout: float = 10) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [pid for pid, (start, _) in processes.items() if _running(pid, start)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
-
-
-def _kill_leftovers(process: subprocess.Popen, children: dict[int, tuple[int, str]]) -> None:
-    """Test cleanup after a failure: the run and the processes it started, by pid. The
-    resource tracker goes last, and only if it does not exit by itself once the others are
-    gone: it unlinks the semaphores they leave."""
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-    others = {pid: info for pid, info in children.items() if "resource_tracker" not in info[1]}
-    for pid, (start, _) in others.items():
-        if _running(pid, start):
-            _kill(pid)
-    for pid in _wait_gone(children, timeout=5):
-        _kill(pid)
-
-
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _start(args: list[str], log_path: pathlib.Path) -> subprocess.Popen:
-    with open(log_path, "w") as log:
-        return subprocess.Popen(
-            cli_support.command("r2d2", "run_atari", args),
-            cwd=REPO,
-            env=subprocess_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Its own process group, as a shell gives a job.
-        )
 
 
 # --------------------------------------------------------------------------------------
@@ -190,7 +91,7 @@ def _start(args: list[str], log_path: pathlib.Path) -> subprocess.Popen:
 def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
     result = run_module(
         "run_atari",
-        [*TINY, "--num_iterations=2", "--num_train_steps=400", *_dir_flags(tmp_path)],
+        [*TINY, "--num_iterations=2", "--num_train_steps=400", *output_flags(tmp_path)],
     )
     check_ok(result)
     run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong" / "seed_5"
@@ -249,15 +150,7 @@ def test_two_actors_train_checkpoint_and_evaluate(tmp_path):
     assert len(videos) == 1
     assert result.stdout.strip().splitlines()[-1] == str(videos[0])
     assert "iteration_0002.ckpt" in result.stderr
-    capture = cv2.VideoCapture(str(videos[0]))
-    assert capture.isOpened()
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = video_frames(videos[0])
     assert len(frames) == 101  # The first observation and 100 agent steps of one game.
     assert frames[0].shape == (210, 160, 3)
     assert any(f.std() > 0 for f in frames)
@@ -284,11 +177,11 @@ def test_interrupt_leaves_nothing_behind_and_resume_finishes(tmp_path, interrupt
         *TINY,
         "--num_iterations=1",
         f"--num_train_steps={num_train_steps}",
-        *_dir_flags(tmp_path),
+        *output_flags(tmp_path),
     ]
     run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong" / "seed_5"
-    shm_before = _shm_entries()
-    process = _start(args, tmp_path / "run.log")
+    shm_before = proc_support.shm_entries()
+    process = start_module("r2d2", "run_atari", args, tmp_path / "run.log")
     children: dict[int, tuple[int, str]] = {}
     try:
         children = _wait_until_learning(process)
@@ -303,12 +196,12 @@ def test_interrupt_leaves_nothing_behind_and_resume_finishes(tmp_path, interrupt
         assert "Traceback" not in log, log[-3000:]
         assert log.rstrip().endswith("interrupted")
         # Actors, the evaluation process and the resource tracker: all gone, none orphaned.
-        assert _wait_gone(children) == [], children
+        assert proc_support.wait_gone(children) == [], children
     finally:
-        _kill_leftovers(process, children)
+        proc_support.kill_leftovers(process, children)
     new_shm = {
         name
-        for name, ctime in _shm_entries().items()
+        for name, ctime in proc_support.shm_entries().items()
         if name not in shm_before and ctime <= exited_at + 1  # Not some later process's.
     }
     assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
@@ -346,9 +239,9 @@ def test_killed_actor_without_restarts_left_stops_with_one_error_line(tmp_path):
         "--num_iterations=1",
         "--num_train_steps=100000",
         "--max_actor_restarts=0",
-        *_dir_flags(tmp_path),
+        *output_flags(tmp_path),
     ]
-    process = _start(args, tmp_path / "run.log")
+    process = start_module("r2d2", "run_atari", args, tmp_path / "run.log")
     children: dict[int, tuple[int, str]] = {}
     try:
         children = _wait_until_learning(process)
@@ -362,9 +255,9 @@ def test_killed_actor_without_restarts_left_stops_with_one_error_line(tmp_path):
         assert re.fullmatch(
             r"error: actor [01] died once \(last exit code -9\); stopping the run", errors[0]
         ), errors
-        assert _wait_gone(children) == [], children
+        assert proc_support.wait_gone(children) == [], children
     finally:
-        _kill_leftovers(process, children)
+        proc_support.kill_leftovers(process, children)
 
 
 @pytest.mark.slow
@@ -377,7 +270,7 @@ def test_killed_actor_without_restarts_left_stops_with_one_error_line(tmp_path):
 )
 def test_bad_configuration_is_one_error_line(tmp_path, flag, message):
     result = run_module(
-        "run_atari", [*TINY, "--num_train_steps=100", flag, *_dir_flags(tmp_path)], timeout=60
+        "run_atari", [*TINY, "--num_train_steps=100", flag, *output_flags(tmp_path)], timeout=60
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr

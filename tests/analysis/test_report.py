@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.stats
-from cli_support import REPO, subprocess_env
+from cli_support import REPO, one_error_line, subprocess_env
 
 import gym_env
 from analysis import atari_scores, report, score_statistics
@@ -121,10 +121,10 @@ def test_stratified_bootstrap_interval_covers_the_true_value_at_about_the_nomina
             aggregate, scores, num_samples=500, confidence=0.95, rng=rng
         )
         covered += low <= CENTER <= high
-    # True coverage 0.91 to 0.96 for the three aggregates (measured over 3 x 800 repetitions;
-    # 0.945 to 0.968 with this seed); the binomial noise of 400 repetitions is about 0.011.
-    # Resampling runs across games instead of within each widens the interval to cover always
-    # (measured 1.0), and no resampling never covers.
+    # Around the nominal 0.95, with room for the binomial noise of 400 repetitions and for a
+    # true coverage a little off nominal (10 runs a game), yet failing an interval that always
+    # covers (runs resampled across games instead of within each) or never does (no
+    # resampling). Measured coverages: docs/results.md.
     assert 0.88 <= covered / repetitions <= 0.99
 
 
@@ -133,9 +133,9 @@ def test_bootstrap_band_of_a_learning_curve_covers_the_true_mean():
     true_means = np.array([0.0, 5.0, 10.0])
     repetitions = 1000
     covered = np.zeros(3)
-    # A percentile bootstrap of the mean of n runs covers about P(|t_(n-1)| < 1.96 sqrt(1 - 1/n)):
-    # 0.93 for 20 runs (measured 0.91 to 0.93 over 5 x 1000 repetitions), a little under the
-    # nominal 0.95; the binomial noise of 1000 repetitions is about 0.008.
+    # A percentile bootstrap of the mean of n runs covers about P(|t_(n-1)| < 1.96 sqrt(1 - 1/n)),
+    # a little under the nominal 0.95 for 20 runs: the band is centred there, with room for the
+    # binomial noise of 1000 repetitions. Measured coverages: docs/results.md.
     for _ in range(repetitions):
         values = rng.normal(true_means, 2.0, size=(20, 3))  # [runs, points]
         low, high = score_statistics.bootstrap_mean_interval(values, 500, 0.95, rng)
@@ -363,18 +363,10 @@ def test_report_score_table_rows_against_hand_computed_values(report_dir):
     assert "unfinished, iteration 3 of 5" in markdown
 
 
-def _check_one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr}"
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
 def test_report_without_any_csv_is_a_one_line_error(tmp_path):
     (tmp_path / "runs").mkdir()
     out = tmp_path / "out"
-    line = _check_one_line_error(_run_report([tmp_path / "runs", f"--out={out}"]))
+    line = one_error_line(_run_report([tmp_path / "runs", f"--out={out}"]))
     assert "no CSV found" in line and str(tmp_path / "runs") in line
     assert not out.exists()
 

@@ -3,7 +3,8 @@ it drives: the rate limiter, the seqlocked shared weights, the ε ladder, config
 and, with real spawned actor processes on CartPole, that a killed actor is replaced and that
 an actor which keeps dying stops the run with `ActorFailure`.
 
-The command-line behaviour (Pong smoke run, Ctrl-C/SIGTERM, resume) is in test_r2d2_cli.py.
+The command-line behaviour (Pong smoke run, Ctrl-C/SIGTERM, resume) is in
+tests/agents/test_r2d2_cli.py.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from experiment.errors import ConfigError, UserError
 from main_loop import ParallelTrainer
 
 CARTPOLE = gym_env.EnvSpec(classic_name="CartPole-v1")
-# Small enough that replay is warm after a few chunks and an update takes a millisecond.
+# Small enough that replay is warm after a few chunks and an update is cheap on the CPU.
 SMALL = R2d2Config(
     burn_in=2,
     sequence_length=8,

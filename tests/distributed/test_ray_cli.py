@@ -21,10 +21,17 @@ import subprocess
 import time
 
 import cli_support
+import proc_support
 import pytest
-import test_r2d2_cli
-from cli_support import REPO, check_ok, load_checkpoint, read_csv, subprocess_env
-from test_r2d2_cli import _cmdline, _dir_flags, _kill_leftovers, _shm_entries, _stat, _wait_gone
+from cli_support import (
+    check_ok,
+    load_checkpoint,
+    output_flags,
+    read_csv,
+    start_module,
+    subprocess_env,
+    tiny_flags,
+)
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -34,11 +41,8 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
-# The process backend's tiny configuration, on Ray; each test sets its own evaluation.
-TINY = [
-    "--backend=ray",
-    *(flag for flag in test_r2d2_cli.TINY if not flag.startswith("--num_eval_steps")),
-]
+# R2D2's tiny configuration, on Ray; each test sets its own evaluation.
+TINY = ["--backend=ray", *tiny_flags("r2d2")]
 
 
 def _ray_env() -> dict[str, str]:
@@ -46,26 +50,11 @@ def _ray_env() -> dict[str, str]:
 
 
 def _start(args: list[str], log_path: pathlib.Path) -> subprocess.Popen:
-    with open(log_path, "w") as log:
-        return subprocess.Popen(
-            cli_support.command("r2d2", "run_atari", args),
-            cwd=REPO,
-            env=_ray_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Its own process group, as a shell gives a job.
-        )
+    return start_module("r2d2", "run_atari", args, log_path, env=_ray_env())
 
 
-def _run(module: str, args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        cli_support.command("r2d2", module, args),
-        cwd=REPO,
-        env=_ray_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def _run(module: str, args: list[str]) -> subprocess.CompletedProcess:
+    return cli_support.run_module("r2d2", module, args, env=_ray_env())
 
 
 def _started_by(pid: int) -> dict[int, tuple[int, str]]:
@@ -74,8 +63,8 @@ def _started_by(pid: int) -> dict[int, tuple[int, str]]:
     pid, in case one was re-parented. Through /proc."""
     processes = {}  # pid -> (ppid, start time, command line)
     for entry in pathlib.Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))):
-            processes[int(entry.name)] = (stat[1], stat[2], _cmdline(int(entry.name)))
+        if entry.name.isdigit() and (stat := proc_support.stat(int(entry.name))):
+            processes[int(entry.name)] = (stat[1], stat[2], proc_support.cmdline(int(entry.name)))
     found, frontier = {}, [pid]
     while frontier:
         parent = frontier.pop()
@@ -111,11 +100,11 @@ def test_ray_run_is_interrupted_cleanly_and_resume_finishes_it(tmp_path):
         "--num_iterations=3",
         f"--num_train_steps={num_train_steps}",
         "--num_eval_steps=200",
-        *_dir_flags(tmp_path),
+        *output_flags(tmp_path),
     ]
     run_dir = tmp_path / "checkpoints" / "r2d2" / "CartPole-v1" / "seed_5"
     log_path = tmp_path / "run.log"
-    shm_before = _shm_entries()
+    shm_before = proc_support.shm_entries()
     process = _start(args, log_path)
     started: dict[int, tuple[int, str]] = {}
     try:
@@ -135,12 +124,13 @@ def test_ray_run_is_interrupted_cleanly_and_resume_finishes_it(tmp_path):
         assert "Ray: 2 actors on 1 node(s)" in log
         commands = [command for _, command in started.values()]
         assert sum("gcs_server" in c or "raylet" in c for c in commands) >= 2, commands
-        assert _wait_gone(started) == [], {pid: started[pid] for pid in _wait_gone(started)}
+        left = proc_support.wait_gone(started)
+        assert left == [], {pid: started[pid] for pid in left}
     finally:
-        _kill_leftovers(process, started)
+        proc_support.kill_leftovers(process, started)
     new_shm = {
         name
-        for name, ctime in _shm_entries().items()
+        for name, ctime in proc_support.shm_entries().items()
         if name not in shm_before and ctime <= exited_at + 1  # Not some later process's.
     }
     assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
@@ -201,7 +191,7 @@ def test_run_joins_a_two_node_cluster_and_uses_both_nodes(tmp_path, two_node_clu
             "--num_iterations=1",
             "--num_train_steps=400",
             "--num_eval_steps=0",
-            *_dir_flags(tmp_path),
+            *output_flags(tmp_path),
         ],
     )
     check_ok(result)

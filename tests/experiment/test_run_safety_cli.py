@@ -6,7 +6,6 @@ gives a resumed run the same replay, priorities included."""
 
 from __future__ import annotations
 
-import hashlib
 import pathlib
 import resource
 import shutil
@@ -17,53 +16,23 @@ import cli_support
 import numpy as np
 import pytest
 import torch
-from cli_support import REPO, check_ok, load_checkpoint, read_csv, subprocess_env
+from cli_support import (
+    REPO,
+    check_ok,
+    digests,
+    final_error_line,
+    load_checkpoint,
+    output_flags,
+    read_csv,
+    subprocess_env,
+    tiny_flags,
+)
 
 from experiment import checkpoint
 from experiment.checkpoint import RunCheckpointer
 
-DQN_TINY = [
-    "--min_replay_size=100",
-    "--replay_capacity=1000",
-    "--batch_size=8",
-    "--device=cpu",
-    "--seed=3",
-    "--num_train_steps=300",
-    "--num_eval_steps=50",
-]
-R2D2_TINY = [
-    "--num_actors=2",
-    "--num_envs=2",
-    "--batch_size=4",
-    "--min_replay_size=8",
-    "--replay_capacity=100",
-    "--burn_in=8",
-    "--sequence_length=16",
-    "--replay_period=8",
-    "--num_eval_steps=50",
-    "--device=cpu",
-    "--seed=5",
-]
-
-
-def _dirs(root: pathlib.Path) -> list[str]:
-    return [f"--checkpoint_dir={root / 'checkpoints'}", f"--tensorboard_dir={root / 'tb'}"]
-
-
-def _one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr[-3000:]}"
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
-    return errors[0]
-
-
-def _digests(root: pathlib.Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+DQN_FLAGS = [*tiny_flags("dqn"), "--num_train_steps=300", "--num_eval_steps=50"]
+R2D2_FLAGS = [*tiny_flags("r2d2"), "--num_eval_steps=50"]
 
 
 # --------------------------------------------------------------------------------------
@@ -104,7 +73,7 @@ def test_bad_output_path_fails_within_seconds_before_training(
     started = time.monotonic()
     result = cli_support.run_module(agent, module, args, timeout=120)
     seconds = time.monotonic() - started
-    line = _one_error_line(result)
+    line = final_error_line(result)
     assert line.startswith(f"error: {expected}"), line
     assert seconds < 60, seconds  # Imports only; no environment step was taken.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]  # Nothing created.
@@ -120,7 +89,9 @@ def dqn_run(tmp_path_factory) -> pathlib.Path:
     """One finished iteration of a tiny DQN run, copied by the tests that resume it."""
     root = tmp_path_factory.mktemp("dqn_run")
     check_ok(
-        cli_support.run_module("dqn", "run_atari", [*DQN_TINY, "--num_iterations=1", *_dirs(root)])
+        cli_support.run_module(
+            "dqn", "run_atari", [*DQN_FLAGS, "--num_iterations=1", *output_flags(root)]
+        )
     )
     return root
 
@@ -133,20 +104,20 @@ def _copy_run(source: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
 @pytest.mark.slow
 def test_resume_refuses_changed_hyperparameters_and_accepts_named_ones(dqn_run, tmp_path):
     root = _copy_run(dqn_run, tmp_path / "run")
-    before = _digests(root)
-    resume = [*DQN_TINY, "--num_iterations=2", *_dirs(root), "--resume"]
+    before = digests(root)
+    resume = [*DQN_FLAGS, "--num_iterations=2", *output_flags(root), "--resume"]
     changed = ["--learning_rate=0.001", "--n_step=3"]
 
     refused = cli_support.run_module("dqn", "run_atari", [*resume, *changed], timeout=120)
-    line = _one_error_line(refused)
+    line = final_error_line(refused)
     assert "learning_rate 0.0001 -> 0.001" in line and "n_step 1 -> 3" in line, line
     assert line.endswith("pass --allow_config_change=learning_rate,n_step to accept them")
-    assert _digests(root) == before  # Nothing written.
+    assert digests(root) == before  # Nothing written.
 
     partly = cli_support.run_module(
         "dqn", "run_atari", [*resume, *changed, "--allow_config_change=learning_rate"]
     )
-    line = _one_error_line(partly)
+    line = final_error_line(partly)
     assert "n_step 1 -> 3" in line and "learning_rate" not in line.split(":", 2)[2].split(";")[0]
 
     accepted = cli_support.run_module(
@@ -173,7 +144,7 @@ def test_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint(d
     assert len(first_bytes) > 2 * 2**20  # The limit stops the next checkpoint's write.
     result = subprocess.run(
         cli_support.command(
-            "dqn", "run_atari", [*DQN_TINY, "--num_iterations=2", *_dirs(root), "--resume"]
+            "dqn", "run_atari", [*DQN_FLAGS, "--num_iterations=2", *output_flags(root), "--resume"]
         ),
         cwd=REPO,
         env=subprocess_env(),
@@ -182,7 +153,7 @@ def test_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint(d
         timeout=cli_support.TIMEOUT_S,
         preexec_fn=_limit_file_size,
     )
-    line = _one_error_line(result)
+    line = final_error_line(result)
     assert "cannot write" in line and "iteration_0002.ckpt" in line, line
     assert "File too large" in line and "iteration_0001.ckpt is intact" in line, line
     assert [p.name for p in run_dir.glob("*.ckpt")] == ["iteration_0001.ckpt"]
@@ -193,7 +164,7 @@ def test_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint(d
 
     # And the run resumes from it once the disk has room again.
     resumed = cli_support.run_module(
-        "dqn", "run_atari", [*DQN_TINY, "--num_iterations=2", *_dirs(root), "--resume"]
+        "dqn", "run_atari", [*DQN_FLAGS, "--num_iterations=2", *output_flags(root), "--resume"]
     )
     check_ok(resumed)
     assert [r["iteration"] for r in read_csv(run_dir / "results.csv")] == ["1", "2"]
@@ -206,8 +177,8 @@ def test_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint(d
 
 @pytest.mark.slow
 def test_r2d2_save_replay_gives_the_resumed_run_the_same_replay(tmp_path):
-    args = [*R2D2_TINY, "--num_train_steps=400", "--num_iterations=1", "--save_replay"]
-    check_ok(cli_support.run_module("r2d2", "run_atari", [*args, *_dirs(tmp_path)]))
+    args = [*R2D2_FLAGS, "--num_train_steps=400", "--num_iterations=1", "--save_replay"]
+    check_ok(cli_support.run_module("r2d2", "run_atari", [*args, *output_flags(tmp_path)]))
     run_dir = tmp_path / "checkpoints/r2d2/Pong/seed_5"
     with np.load(run_dir / "replay.npz", allow_pickle=False) as data:  # Plain arrays only.
         saved = {k: data[k] for k in data.files}
@@ -216,7 +187,9 @@ def test_r2d2_save_replay_gives_the_resumed_run_the_same_replay(tmp_path):
     assert size == int(float(row["replay/size"])) > 0
 
     # The resumed run restores it (nothing left to train: it only loads).
-    resumed = cli_support.run_module("r2d2", "run_atari", [*args, *_dirs(tmp_path), "--resume"])
+    resumed = cli_support.run_module(
+        "r2d2", "run_atari", [*args, *output_flags(tmp_path), "--resume"]
+    )
     check_ok(resumed)
     assert f"Restored replay with {size} sequences" in resumed.stderr
 

@@ -1,0 +1,87 @@
+"""Helpers shared by the tests that check a run leaves no process and no shared memory behind:
+processes read through /proc, shared memory through /dev/shm (Linux), and the cleanup after a
+failed test. Processes are named by (pid, start time), so a later process that reuses a pid is
+never mistaken for, or killed as, one the run started."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+
+def stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, start time) of a process, or None if there is no such process."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # The name in (...) may hold spaces.
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def children(pid: int) -> dict[int, tuple[int, str]]:
+    """pid -> (start time, command line) of every child of `pid`."""
+    found = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit() and (info := stat(int(entry.name))) and info[1] == pid:
+            found[int(entry.name)] = (info[2], cmdline(int(entry.name)))
+    return found
+
+
+def running(pid: int, start_time: int) -> bool:
+    """Whether that very process (not a later one with a reused pid) still exists."""
+    info = stat(pid)
+    return info is not None and info[2] == start_time
+
+
+def shm_entries() -> dict[str, float]:
+    """name -> change time of every entry of /dev/shm."""
+    shm = pathlib.Path("/dev/shm")
+    entries = {}
+    for path in shm.iterdir() if shm.is_dir() else []:
+        try:
+            entries[path.name] = path.stat().st_ctime
+        except OSError:
+            continue  # Removed meanwhile.
+    return entries
+
+
+def wait_gone(processes: dict[int, tuple[int, str]], timeout: float = 10) -> list[int]:
+    """Waits for the processes {pid: (start time, command line)} to exit; those left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid, (start, _) in processes.items() if running(pid, start)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def kill_leftovers(process: subprocess.Popen, started: dict[int, tuple[int, str]]) -> None:
+    """Test cleanup after a failure: the run and the processes it started, by pid. The
+    resource tracker goes last, and only if it does not exit by itself once the others are
+    gone: it unlinks the semaphores they leave."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    others = {pid: info for pid, info in started.items() if "resource_tracker" not in info[1]}
+    for pid, (start, _) in others.items():
+        if running(pid, start):
+            _kill(pid)
+    for pid in wait_gone(started, timeout=5):
+        _kill(pid)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
