@@ -21,8 +21,6 @@ import sys
 import tempfile
 import time
 
-import main_loop
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -33,6 +31,7 @@ def run_child(args) -> None:
     import torch
 
     import gym_env
+    import main_loop
     from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
     from tracker import MetricsWriter
 
@@ -41,7 +40,11 @@ def run_child(args) -> None:
     config = R2d2Config(
         batch_size=args.batch_size, min_replay_size=2 * args.batch_size, replay_capacity=5_000
     )
-    parallel = config.ParallelConfig(num_actors=args.num_actors, replay_ratio=1.0)
+    try:
+        from distributed.config import ParallelConfig
+    except ImportError:  # A baseline tree from before the packages: it was in main_loop.
+        ParallelConfig = main_loop.ParallelConfig
+    parallel = ParallelConfig(num_actors=args.num_actors, replay_ratio=1.0)
     env = spec.create(1, 0)
     shape, dtype, actions = env.observation_shape, env.observation_dtype, env.num_actions
     env.close()

@@ -39,8 +39,12 @@ def run_child(args) -> None:
 
     import gym_env
     from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
-    from distributed.config import ParallelConfig
     from main_loop import ParallelTrainer
+
+    try:
+        from distributed.config import ParallelConfig
+    except ImportError:  # A baseline tree from before the packages: it was in main_loop.
+        from main_loop import ParallelConfig
 
     atari = gym_env.AtariConfig("Pong", clip_rewards=False, full_action_space=True)
     spec = gym_env.EnvSpec(atari=atari)
