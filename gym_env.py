@@ -12,15 +12,26 @@ stepped together, returning :class:`TimeStep` batches. It adapts any gymnasium
   the full-resolution RGB screen.
 * Any other Gymnasium environment with Discrete actions, named by its registered id
   (``CartPole-v1``, or ``module:EnvName-v0``, which imports ``module`` first so that it can
-  register its environments): a ``SyncVectorEnv`` of ``gym.make(id)``, observations adapted:
+  register its environments; ``MinAtar/<Game>-v0`` and ``-v1`` register MinAtar's games on
+  first use, see minatar_envs.py): a ``SyncVectorEnv`` of ``gym.make(id)``, observations
+  adapted by kind (gym_observations.py), each kind with its torso (``--torso=auto``):
 
-  - a 1-D ``Box`` (a vector) becomes float32 ``[D]``; the networks give it an MLP torso;
-  - a uint8 image, ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with C in {1, 3, 4}, is
-    preprocessed like an Atari screen: grayscale (alpha dropped), resized to 84x84 with
-    area interpolation, and the last 4 frames stacked with zero padding at an episode's
-    start: uint8 ``[4, 84, 84]`` for the conv torso. Why not colour or the native size:
-    replay stores one 2-D frame per step and rebuilds stacks from it, and the Nature conv
-    torso expects 84x84;
+  - a 1-D ``Box`` (a vector) becomes float32 ``[D]``: the MLP torso;
+  - a colour or grayscale uint8 image, ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with C in
+    {1, 3, 4}, is preprocessed like an Atari screen: grayscale (alpha dropped), resized to
+    84x84 with area interpolation, and the last 4 frames stacked with zero padding at an
+    episode's start: uint8 ``[4, 84, 84]``, the Nature conv torso. Why not colour or the
+    native size: replay stores one 2-D frame per step and rebuilds stacks from it, and the
+    Nature conv torso expects 84x84;
+  - a multi-channel ``Box``: bool object planes (MinAtar's ``(10, 10, C)``), ``(H, W, C)``
+    or ``(C, H, W)``, or a uint8 image whose C is not 1, 3 or 4, keeps its C channels as they
+    are, channels-first ``[C, H, W]`` of the same dtype (bool stays bool, so replay bit-packs
+    it): no grayscale, no resize, and no frame stack unless ``frame_stack`` > 1 is asked for
+    (then ``[S, C, H, W]``). The channel axis is the smaller of the first and last (the last on
+    a tie). Below 36x36 it gets the MinAtar torso (Young & Tian 2019), else the Nature conv
+    torso; a frame of 36x36 or more always keeps the stack axis, ``[S, C, H, W]`` with S = 1
+    too, so that no one reads it as a stack of 2-D frames (gym_observations.frame_layout).
+    Recordings colour each channel (``render()`` needs no render mode of the environment);
   - anything else (continuous actions, Dict/Tuple/Discrete observations, float images)
     raises :class:`UnsupportedEnvironmentError` naming what is unsupported.
 
@@ -64,14 +75,18 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+import minatar_envs
 from experiment.errors import UnknownEnvironmentError, UnsupportedEnvironmentError
 from gym_observations import (
+    LARGE_IMAGE_SIZE,
+    ChannelsFirst,
     Float32Observation,
     GrayscaleResize,
     KeepIndices,
     check_renders_rgb,
     check_supported,
     image_layout,
+    multi_channel_layout,
     one_line,
     rgb_frame,
 )
@@ -101,6 +116,7 @@ class TimeStep:
     """A batch of E environment timesteps, dm_env-like semantics."""
 
     observation: np.ndarray  # [E, *observation_shape]; Atari: uint8 [E, frame_stack, 84, 84]
+    # (MinAtar: bool [E, C, 10, 10])
     reward: np.ndarray  # [E] float32, learning reward (clipped if clip_rewards); 0 on first
     raw_reward: np.ndarray  # [E] float32, unclipped game reward; 0 on a first step
     discount: np.ndarray  # [E] float32, 0 on game over (or life loss if terminal_on_life_loss)
@@ -471,7 +487,12 @@ def create_atari_environment(
 # Any Gymnasium environment: classic control, a researcher's own environments
 # --------------------------------------------------------------------------------------
 
-_GYMNASIUM_EXAMPLES = ("CartPole-v1", "Acrobot-v1", "toy_envs:SparseGridRoom-v0")
+_GYMNASIUM_EXAMPLES = (
+    "CartPole-v1",
+    "Acrobot-v1",
+    "toy_envs:SparseGridRoom-v0",
+    "MinAtar/Breakout-v1",
+)
 _ENVIRONMENT_HINT = (
     "pass an Atari game name (python -m gym_env --list) or a registered Gymnasium id such as "
     + ", ".join(_GYMNASIUM_EXAMPLES)
@@ -480,12 +501,15 @@ _CARTPOLE_POSITIONS = (0, 2)  # cart position, pole angle (velocities are 1 and 
 ENVIRONMENT_NAME_HELP = (
     "Atari game by its bare name (Pong, MontezumaRevenge; python -m gym_env --list prints them "
     "all), or any registered Gymnasium id with Discrete actions: CartPole-v1, or "
-    "module:EnvName-v0, which imports module first (toy_envs:SparseGridRoom-v0). Vector "
-    "observations get an MLP torso; uint8 images become stacks of 4 grayscale 84x84 frames "
-    "for the conv torso."
+    "module:EnvName-v0, which imports module first (toy_envs:SparseGridRoom-v0), or a MinAtar "
+    "game, MinAtar/<Game>-v1 (minimal action set) or -v0 (Asterix, Breakout, Freeway, Seaquest, "
+    "SpaceInvaders). Vector observations get an MLP torso; colour and grayscale uint8 images "
+    "become stacks of 4 grayscale 84x84 frames for the Nature conv torso; multi-channel "
+    "observations (bool planes such as MinAtar's) keep their channels, [C, H, W], for the "
+    "MinAtar torso (see --torso)."
 )
 IMAGE_SIZE = 84  # The Nature conv torso's input size.
-IMAGE_FRAME_STACK = 4
+IMAGE_FRAME_STACK = 4  # Colour and grayscale images; multi-channel observations stack none.
 
 
 def _split_gymnasium_id(name: str) -> tuple[str, str]:
@@ -503,7 +527,9 @@ def _register_ale() -> None:
 
 def check_gymnasium_id(name: str) -> None:
     """Checks that `name` is a registered Gymnasium id; for ``module:EnvName-v0`` it first
-    imports ``module`` (as ``gym.make`` does), which registers its environments.
+    imports ``module`` (as ``gym.make`` does), which registers its environments, and for a
+    ``MinAtar/`` id it registers MinAtar's games (one line if the minatar package is missing;
+    an unknown game gets a suggestion among the MinAtar ids).
 
     Raises UnknownEnvironmentError (one line) for a module that fails to import or an unknown
     id, with a suggestion when one is close.
@@ -521,14 +547,22 @@ def check_gymnasium_id(name: str) -> None:
             ) from None
     if env_id.startswith("ALE/"):
         _register_ale()
+    minatar = minatar_envs.is_minatar_id(env_id)
+    if minatar:  # Registered on first use, in whichever process meets the id.
+        minatar_envs.register(name)
     if env_id in gym.registry:
         return
-    suggestion = _suggest(env_id, [*atari_game_names(), *gym.registry])
+    if minatar:  # Matched on the game part alone: every candidate shares the prefix.
+        prefix, hint = minatar_envs.PREFIX, minatar_envs.HINT
+        games = [i.removeprefix(prefix) for i in minatar_envs.registered_ids()]
+        game = _suggest(env_id[len(prefix) :], games)
+        suggestion = None if game is None else prefix + game
+    else:
+        hint = _ENVIRONMENT_HINT
+        suggestion = _suggest(env_id, [*atari_game_names(), *gym.registry])
     if module and suggestion in gym.registry:
         suggestion = f"{module}:{suggestion}"
-    raise UnknownEnvironmentError(
-        _unknown_message("environment", name, suggestion, _ENVIRONMENT_HINT)
-    )
+    raise UnknownEnvironmentError(_unknown_message("environment", name, suggestion, hint))
 
 
 def check_environment_name(name: str) -> None:
@@ -542,7 +576,7 @@ def _make_gymnasium(
     name: str,
     hide_velocity: bool,
     render: bool,
-    frame_stack: int,
+    frame_stack: int | None,
     env_kwargs: Mapping[str, Any],
 ) -> gym.Env:
     """gym.make(name) with its spaces checked and its observations adapted (module docstring)."""
@@ -553,22 +587,32 @@ def _make_gymnasium(
         with warnings.catch_warnings():
             if render:  # gym.make warns about an unknown render mode; checked just below.
                 warnings.simplefilter("ignore")
+            if minatar_envs.is_minatar_id(_split_gymnasium_id(name)[1]):
+                # MinAtar's v0 and v1 are two action sets, not an old and a new version.
+                warnings.filterwarnings("ignore", message=".*is out of date")
             env = gym.make(name, render_mode="rgb_array" if render else None, **env_kwargs)
     except gym.error.Error as error:  # e.g. a missing optional dependency (box2d, mujoco)
         raise UnknownEnvironmentError(one_line(f"cannot create {name!r}: {error}")) from None
+    channels = multi_channel_layout(env.observation_space) is not None
     try:
         check_supported(env, name)
-        if render:
+        if render and not channels:  # Multi-channel observations are drawn by ChannelsFirst.
             check_renders_rgb(env, name)
     except Exception:
         env.close()
         raise
-    if image_layout(env.observation_space) is None:
+    is_image = image_layout(env.observation_space) is not None
+    if not (is_image or channels):
         return KeepIndices(env, _CARTPOLE_POSITIONS) if hide_velocity else Float32Observation(env)
     if hide_velocity:
         raise ValueError(f"hide_velocity is only defined for CartPole, got {name!r}")
-    env = GrayscaleResize(env, IMAGE_SIZE)
-    return FrameStackObservation(env, frame_stack, padding_type="zero")
+    if is_image:
+        env = GrayscaleResize(env, IMAGE_SIZE)
+        return FrameStackObservation(env, frame_stack or IMAGE_FRAME_STACK, padding_type="zero")
+    env = ChannelsFirst(env)
+    if (frame_stack or 1) == 1 and min(env.observation_space.shape[1:]) < LARGE_IMAGE_SIZE:
+        return env  # [C, H, W]; a large frame keeps a stack axis of 1 (module docstring).
+    return FrameStackObservation(env, frame_stack or 1, padding_type="zero")
 
 
 def create_gymnasium_environment(
@@ -579,7 +623,7 @@ def create_gymnasium_environment(
     hide_velocity: bool = False,
     render: bool = False,
     clip_rewards: bool = False,
-    frame_stack: int = IMAGE_FRAME_STACK,
+    frame_stack: int | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
 ) -> EnvironmentBatch:
     """E copies of a registered Gymnasium environment with Discrete actions.
@@ -591,18 +635,21 @@ def create_gymnasium_environment(
         render: env 0's ``render()`` gives RGB frames (made with ``render_mode="rgb_array"``;
             an environment without that mode raises UnsupportedEnvironmentError).
         clip_rewards: clip the learning reward to [-1, 1].
-        frame_stack: frames stacked for image observations.
+        frame_stack: frames stacked for image and multi-channel observations; None: the
+            kind's default, 4 for colour and grayscale images, 1 (no stack) for multi-channel.
         env_kwargs: keyword arguments of ``gym.make``.
 
-    Observations are float32 [D] for vectors and uint8 [frame_stack, 84, 84] for images (see
-    the module docstring); anything else raises UnsupportedEnvironmentError.
+    Observations are float32 [D] for vectors, uint8 [frame_stack, 84, 84] for images and
+    [C, H, W] (stacked: [frame_stack, C, H, W]) of the environment's dtype for multi-channel
+    observations (see the module docstring); anything else raises
+    UnsupportedEnvironmentError.
     """
     check_gymnasium_id(name)
     if hide_velocity and not _split_gymnasium_id(name)[1].startswith("CartPole"):
         raise ValueError(f"hide_velocity is only defined for CartPole, got {name!r}")
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    if frame_stack < 1:
+    if frame_stack is not None and frame_stack < 1:
         raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
     make = functools.partial(
         _make_gymnasium, name, hide_velocity, render, frame_stack, dict(env_kwargs or {})
@@ -638,7 +685,7 @@ class EnvSpec:
     classic_name: str | None = None  # Any Gymnasium id; named when only classic control was.
     hide_velocity: bool = False
     clip_rewards: bool = False
-    frame_stack: int = IMAGE_FRAME_STACK  # Image observations only.
+    frame_stack: int | None = None  # Images and multi-channel; None: the kind's default.
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # For gym.make.
 
     @property

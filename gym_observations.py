@@ -1,10 +1,17 @@
 """How a Gymnasium environment's spaces are checked and its observations adapted for the agents:
 a 1-D Box becomes float32 (or keeps some of its entries), a uint8 image of any supported layout
-becomes one grayscale square frame. gym_env.py assembles these into environment batches."""
+becomes one grayscale square frame, and a multi-channel Box (bool object planes such as
+MinAtar's, or a uint8 image whose channels are not colours) keeps its channels, channels-first.
+gym_env.py assembles these into environment batches.
+
+:func:`frame_layout` is the convention every consumer of observations (replay, networks) reads
+an observation shape by: which part of it is one step's frame and how many frames are stacked.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import cv2
 import gymnasium as gym
@@ -13,6 +20,29 @@ import numpy as np
 from experiment.errors import UnsupportedEnvironmentError
 
 _IMAGE_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+# The smallest image the Nature conv torso takes (8x8 stride 4, 4x4 stride 2, 3x3 stride 1 leave
+# 1x1). A 3-D observation [S, H, W] this large is a stack of 2-D frames; a smaller one
+# [C, H, W] is one multi-channel frame (see frame_layout).
+LARGE_IMAGE_SIZE = 36
+# Recordings of multi-channel observations: each channel in its own colour of matplotlib's
+# tab10 palette (values copied, so that no plotting library is needed), cycled beyond 10
+# channels, on black; cells scaled up by whole pixels to about this many pixels a side.
+CHANNEL_COLOURS = np.array(
+    [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ],
+    dtype=np.uint8,
+)
+RECORDING_SIZE = 320
 
 
 def one_line(text: object) -> str:
@@ -38,9 +68,69 @@ def image_layout(space: gym.Space) -> str | None:
     return None
 
 
+def multi_channel_layout(space: gym.Space) -> str | None:
+    """ "HW", "HWC" or "CHW" for a Box of object channels; None for anything else.
+
+    Multi-channel: a bool Box of 2 or 3 dimensions (a 2-D one is a single channel), or a uint8
+    3-D Box that is not a colour image (neither its first nor its last axis is 1, 3 or 4).
+    The channel axis is whichever of the first and the last axis is smaller; on a tie, the last
+    (Gymnasium's HWC, as MinAtar's (10, 10, 10)). So (10, 10, 4) is HWC and (4, 10, 10) CHW.
+    """
+    if not isinstance(space, gym.spaces.Box):
+        return None
+    shape = space.shape
+    if space.dtype == np.bool_ and len(shape) == 2:
+        return "HW"
+    if len(shape) != 3:
+        return None
+    if space.dtype == np.bool_ or (space.dtype == np.uint8 and image_layout(space) is None):
+        return "CHW" if shape[0] < shape[-1] else "HWC"
+    return None
+
+
+class FrameLayout(NamedTuple):
+    """How an observation shape splits into frames: replay stores one frame per step and
+    rebuilds stacks of `frame_stack` of them; `stack_axis` says whether the observation has a
+    leading stack axis (then its shape is [frame_stack, *frame_shape])."""
+
+    frame_shape: tuple[int, ...]
+    frame_stack: int
+    stack_axis: bool
+
+    @property
+    def is_vector(self) -> bool:
+        return len(self.frame_shape) == 1
+
+
+def frame_layout(observation_shape: Sequence[int]) -> FrameLayout:
+    """The frames of an observation of `observation_shape`, read from the shape alone:
+
+    - [D]: a vector, one frame per step, no stack;
+    - [S, H, W] with H and W >= LARGE_IMAGE_SIZE: a stack of S 2-D frames (grayscale images,
+      Atari screens), one [H, W] frame per step;
+    - [C, H, W] with H or W below LARGE_IMAGE_SIZE: ONE multi-channel frame (MinAtar), the
+      whole observation per step, no stack;
+    - [S, C, H, W]: a stack of S multi-channel frames [C, H, W] (multi-channel observations
+      with frame stacking, and large multi-channel observations, which always keep this axis so
+      that they cannot be read as a stack of 2-D frames).
+    """
+    shape = tuple(int(d) for d in observation_shape)
+    if len(shape) == 1:
+        return FrameLayout(shape, 1, False)
+    if len(shape) == 3 and min(shape[1:]) >= LARGE_IMAGE_SIZE:
+        return FrameLayout(shape[1:], shape[0], True)
+    if len(shape) == 3:
+        return FrameLayout(shape, 1, False)
+    if len(shape) == 4:
+        return FrameLayout(shape[1:], shape[0], True)
+    raise ValueError(
+        f"observation shape {shape} is none of [D], [stack, H, W], [C, H, W], [stack, C, H, W]"
+    )
+
+
 def check_supported(env: gym.Env, name: str) -> None:
     """Raises UnsupportedEnvironmentError unless actions are Discrete(n) from 0 and the
-    observation is a 1-D Box or a uint8 image."""
+    observation is a 1-D Box, a uint8 image or a multi-channel Box."""
     actions = env.action_space
     if not isinstance(actions, gym.spaces.Discrete):
         raise UnsupportedEnvironmentError(
@@ -54,11 +144,12 @@ def check_supported(env: gym.Env, name: str) -> None:
         )
     space = env.observation_space
     is_vector = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
-    if not is_vector and image_layout(space) is None:
+    if not is_vector and image_layout(space) is None and multi_channel_layout(space) is None:
         raise UnsupportedEnvironmentError(
             f"unsupported environment {name!r}: observation space {brief(space)} is neither a "
-            "1-D Box (a vector) nor a uint8 image Box of shape (H, W), (H, W, C) or (C, H, W) "
-            "with C in 1, 3, 4"
+            "1-D Box (a vector), a uint8 image Box of shape (H, W), (H, W, C) or (C, H, W) "
+            "with C in 1, 3, 4, nor a multi-channel Box (bool, or uint8 with other C) of shape "
+            "(H, W, C) or (C, H, W)"
         )
 
 
@@ -146,3 +237,54 @@ class GrayscaleResize(gym.ObservationWrapper):
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return grayscale_resize(observation, self._layout, self._size)
+
+
+def channels_first(observation: np.ndarray, layout: str) -> np.ndarray:
+    """One multi-channel observation in `layout` ("HW", "HWC" or "CHW") -> [C, H, W]."""
+    observation = np.asarray(observation)
+    if layout == "HW":
+        return observation[None]
+    if layout == "HWC":
+        return np.ascontiguousarray(np.moveaxis(observation, -1, 0))
+    return observation
+
+
+def channel_picture(frame: np.ndarray, size: int = RECORDING_SIZE) -> np.ndarray:
+    """One multi-channel frame [C, H, W] -> an RGB picture uint8 [k·H, k·W, 3] for a person to
+    watch: channel c's cells in CHANNEL_COLOURS[c % 10] (the highest set channel wins where
+    several are), black where none is set, every cell k x k pixels with k = size // max(H, W)
+    (at least 1): a 10 x 10 MinAtar frame becomes 320 x 320."""
+    frame = np.asarray(frame) != 0
+    channels, height, width = frame.shape
+    index = np.arange(1, channels + 1).reshape(-1, 1, 1)
+    top = np.max(np.where(frame, index, 0), axis=0)  # [H, W]: 1 + the highest set channel
+    colours = CHANNEL_COLOURS[np.arange(channels) % len(CHANNEL_COLOURS)]
+    palette = np.concatenate([np.zeros((1, 3), np.uint8), colours])  # row 0: black
+    scale = max(1, size // max(height, width))
+    return np.repeat(np.repeat(palette[top], scale, axis=0), scale, axis=1)
+
+
+class ChannelsFirst(gym.ObservationWrapper):
+    """Multi-channel observations in any supported layout -> [C, H, W], dtype kept (bool stays
+    bool). Renders the latest observation itself (channel_picture), whatever the environment's
+    own render modes are."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._layout = multi_channel_layout(env.observation_space)
+        space = env.observation_space
+        low = channels_first(space.low, self._layout)
+        high = channels_first(space.high, self._layout)
+        self.observation_space = gym.spaces.Box(low, high, low.shape, space.dtype)
+        self._latest: np.ndarray | None = None
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        self._latest = channels_first(observation, self._layout).astype(
+            self.observation_space.dtype, copy=False
+        )
+        return self._latest
+
+    def render(self) -> np.ndarray:
+        if self._latest is None:
+            raise RuntimeError("render() before reset()")
+        return channel_picture(self._latest)

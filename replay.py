@@ -10,8 +10,8 @@ Layering:
 * `NStepAccumulator` — turns a stream of timesteps into n-step returns and bootstrap discounts.
 * `TransitionReplay` — per-stream rings of single frames (snappy-compressed or dense), n-step
   transitions over them, frame stacks rebuilt at sample time.
-* `compress_frame` / `decompress_frame` — the frame codec, exported so that actor processes can
-  compress before sending.
+* `compress_frame` / `decompress_frame` — the frame codec (frame_codec.py, which also
+  bit-packs bool frames), exported here too so that actor processes can compress before sending.
 
 The recurrent agents' sequence replay, built on `PrioritizedSampler` and the frame codec, is in
 `sequence_replay.py`.
@@ -32,6 +32,14 @@ from typing import NamedTuple
 import numpy as np
 import snappy
 
+from frame_codec import (
+    compress_frame,
+    decompress_frame,
+    frame_nbytes,
+    frames_from_rows,
+    pack_frames,
+)
+
 __all__ = [
     "FinishedTransitions",
     "NStepAccumulator",
@@ -46,24 +54,6 @@ __all__ = [
 # The step index within an episode is stored in a uint8; stacks only need to know whether the
 # step is below frame_stack - 1, so saturating is lossless for that purpose.
 _MAX_STEP_INDEX = np.iinfo(np.uint8).max
-
-
-# --------------------------------------------------------------------------------------------
-# Frame codec
-# --------------------------------------------------------------------------------------------
-
-
-def compress_frame(frame: np.ndarray) -> bytes:
-    """Snappy-compresses the raw bytes of one frame (any shape and dtype, C order)."""
-    return snappy.compress(np.ascontiguousarray(frame).tobytes())
-
-
-def decompress_frame(
-    data: bytes, shape: collections.abc.Sequence[int], dtype: np.dtype | type
-) -> np.ndarray:
-    """Inverse of `compress_frame`; returns a writable array of `shape` and `dtype`."""
-    frame = np.frombuffer(snappy.decompress(data), dtype=dtype)
-    return frame.reshape(shape).copy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,6 +518,11 @@ class TransitionReplay:
     lost frame would have been zero-padded out). s_t stacks never need it: the transitions that
     bootstrap across p start at or after p. R >= n_step + frame_stack is required so that no
     pending transition is ever among the cleared slots.
+
+    A frame (`observation_shape`) is what one step adds: a 2-D screen of an Atari stack
+    [frame_stack, 84, 84], or a whole observation when there is no stack (a vector [D], a
+    MinAtar [C, 10, 10]; gym_observations.frame_layout tells which). Bool frames are stored
+    bit-packed, then snappy-compressed when `compress`, and come back as bool.
     """
 
     ITEMS = "transitions"  # What one stored item is, for log lines.
@@ -569,8 +564,12 @@ class TransitionReplay:
         )
         self._gamma = float(discount)
 
+        self._bits = self._dtype == np.bool_  # Bool frames are stored bit-packed.
+        self._frame_nbytes = frame_nbytes(self._frame_shape, self._dtype)
         if self._compress:
             self._frames: np.ndarray = np.full(self._num_slots, None, dtype=object)
+        elif self._bits:
+            self._frames = np.zeros((self._num_slots, self._frame_nbytes), dtype=np.uint8)
         else:
             self._frames = np.zeros((self._num_slots, *self._frame_shape), dtype=self._dtype)
         self._frame_payload_bytes = 0  # sys.getsizeof of every stored compressed frame
@@ -657,7 +656,7 @@ class TransitionReplay:
         if self._compress:
             self._write_compressed(slots, [compress_frame(frame) for frame in newest])
         else:
-            self._frames[slots] = newest
+            self._frames[slots] = pack_frames(newest) if self._bits else newest
         self._end_step(slots, *fields)
 
     def add_compressed(
@@ -815,13 +814,16 @@ class TransitionReplay:
         if not self._compress:
             frames = self._frames[frame_slots]
             frames[~present] = 0
+            if self._bits:
+                return frames_from_rows(frames, self._frame_shape, self._dtype)
             return frames
         # Decode each distinct frame once (s_tm1 and s_t stacks overlap heavily) into one buffer
         # whose row 0 is the zero frame, so absent frames become a plain gather of row 0.
         needed, inverse = np.unique(frame_slots[present], return_inverse=True)
-        zero_frame = bytes(int(np.prod(self._frame_shape)) * self._dtype.itemsize)
+        zero_frame = bytes(self._frame_nbytes)
         raw = b"".join([zero_frame, *(snappy.decompress(self._frames[s]) for s in needed)])
-        decoded = np.frombuffer(raw, dtype=self._dtype).reshape(-1, *self._frame_shape)
+        rows_of_bytes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self._frame_nbytes)
+        decoded = frames_from_rows(rows_of_bytes, self._frame_shape, self._dtype)
         rows = np.zeros(frame_slots.shape, dtype=np.int64)
         rows[present] = inverse.reshape(-1) + 1
         return decoded[rows]

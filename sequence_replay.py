@@ -33,11 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 from distributed.frame_decoding import FrameDecoder, ProcessFrameDecoder, decode_frames_into
-from replay import (
-    PrioritizedSampler,
-    compress_frame,
-    sub_state,
-)
+from frame_codec import compress_frame, frame_nbytes, frame_to_bytes, frames_from_rows
+from replay import PrioritizedSampler, sub_state
 
 __all__ = [
     "Chunk",
@@ -85,7 +82,7 @@ class Chunk(NamedTuple):
     stream: int  # unique id of the (actor, environment) stream
     episode: int  # episode counter within the stream
     index: int  # chunk number within the episode: 0, 1, 2, ...
-    frames: tuple[bytes, ...]  # [L] newest frame per step, compress_frame()'d or raw tobytes()
+    frames: tuple[bytes, ...]  # [L] newest frame per step, compress_frame()'d or frame_to_bytes()
     steps: np.ndarray  # [L] structured (step_dtype): the declared columns of each step
     before: np.ndarray  # [] structured: the step before the first (zeros at an episode start)
     start_state: np.ndarray  # [S] float32: packed recurrent state consumed at the first step
@@ -95,8 +92,9 @@ class Chunk(NamedTuple):
 class ChunkBuilder:
     """Actor side, one per environment stream: cuts the stream into episode-aligned chunks.
 
-    Frames are encoded here (snappy when `compress`) so that actors, not the learner, pay for
-    compression and only compressed bytes cross the process boundary.
+    Frames are encoded here (bool frames bit-packed, then snappy when `compress`) so that
+    actors, not the learner, pay for compression and only compressed bytes cross the process
+    boundary.
     """
 
     def __init__(
@@ -140,7 +138,7 @@ class ChunkBuilder:
     ) -> Chunk | None:
         """Adds one step; returns a chunk when one is finished (chunk_length steps, or `last`).
 
-        frame: the newest frame (e.g. [84, 84] uint8) or a whole vector observation.
+        frame: the newest frame ([84, 84] uint8) or a whole observation (vector, MinAtar's).
         values: a value for every declared column (a mapping name -> scalar).
         state: [S], the packed recurrent state the network consumed at this step.
         A step after `last` (or the stream's very first step) starts an episode even if
@@ -183,7 +181,7 @@ class ChunkBuilder:
     def _encode(self, frame: np.ndarray) -> bytes:
         if self._compress:
             return compress_frame(frame)
-        return np.ascontiguousarray(frame).tobytes()
+        return frame_to_bytes(frame)
 
     def _flush(self, last: bool) -> Chunk:
         chunk = Chunk(
@@ -382,6 +380,9 @@ class SequenceReplay:
     oldest item is the one overwritten. `sample` returns write counters ("keys") as its slots:
     key mod capacity is the ring slot, and a key older than the last `capacity` writes names an
     item that has since been overwritten, which lets `update_priorities` skip it exactly.
+
+    Bool frames (MinAtar's) stay bit-packed, as the chunks carried them, through the decoding
+    processes; they are unpacked when a batch is laid out.
     """
 
     ITEMS = "sequences"  # What one stored item is, for log lines.
@@ -409,7 +410,7 @@ class SequenceReplay:
         self._sequence_length = int(sequence_length)
         self._frame_shape = tuple(int(d) for d in frame_shape)
         self._dtype = np.dtype(frame_dtype)
-        self._frame_bytes = int(np.prod(self._frame_shape)) * self._dtype.itemsize
+        self._frame_bytes = frame_nbytes(self._frame_shape, self._dtype)  # Bool: bit-packed.
         self._frame_stack = int(frame_stack)
         self._stack_axis = self._frame_stack > 1 if stack_axis is None else bool(stack_axis)
         if self._frame_stack > 1 and not self._stack_axis:
@@ -683,7 +684,7 @@ class SequenceReplay:
         else:
             decoded = np.zeros((len(distinct) + 1, self._frame_bytes), dtype=np.uint8)
             self._decode_here(distinct, decoded)
-        decoded = decoded.view(self._dtype).reshape(-1, *self._frame_shape)
+        decoded = frames_from_rows(decoded, self._frame_shape, self._dtype)
         return decoded, inverse.reshape(-1).astype(np.int64) + 1
 
     def _decode_here(self, distinct: list[bytes | None], out: np.ndarray) -> None:

@@ -150,10 +150,10 @@ def load_runs(roots: Sequence[pathlib.Path], exclude: pathlib.Path) -> list[Run]
 
 
 def group_runs(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
-    """(agent, game) -> its runs, ordered by seed."""
+    """(agent or agent-label, game) -> its runs, ordered by seed."""
     groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in sorted(runs, key=lambda r: r.record.identity):
-        groups[(run.record.agent, run.record.environment_name)].append(run)
+        groups[(run.record.variant, run.record.environment_name)].append(run)
     return dict(groups)
 
 

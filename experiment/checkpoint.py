@@ -155,10 +155,27 @@ def latest_path(directory: pathlib.Path) -> pathlib.Path | None:
     return max(found)[2] if found else None
 
 
-def run_directory(root: pathlib.Path, agent: str, environment_name: str, seed: int) -> pathlib.Path:
-    """Where one run's checkpoints live: <root>/<agent>/<game>/seed_<seed>/, so that several
-    seeds of one agent and game train side by side without touching each other's files."""
-    return pathlib.Path(root) / agent / environment_name / f"seed_{seed}"
+_RUN_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_run_label(label: str) -> str:
+    """The label, or a one-line CheckpointError: it names a directory, so no path parts."""
+    if label and not _RUN_LABEL.fullmatch(label):
+        raise CheckpointError(
+            f"--run_label must be up to 64 letters, digits, '_', '-' or '.', starting with a "
+            f"letter or digit (it names a directory), got {label!r}"
+        )
+    return label
+
+
+def run_directory(
+    root: pathlib.Path, agent: str, environment_name: str, seed: int, label: str = ""
+) -> pathlib.Path:
+    """Where one run's checkpoints live: <root>/<agent>[-<label>]/<game>/seed_<seed>/, so that
+    several seeds (and labelled configurations) of one agent and game train side by side
+    without touching each other's files."""
+    variant = f"{agent}-{check_run_label(label)}" if label else agent
+    return pathlib.Path(root) / variant / environment_name / f"seed_{seed}"
 
 
 def load_module_state(module: torch.nn.Module, state: Mapping[str, Any], what: str) -> None:

@@ -22,6 +22,12 @@ from experiment.errors import UserError
 
 FLAGS = flags.FLAGS
 
+RUN_LABEL_HELP = (
+    "A name for this configuration, e.g. nstep3: the run lives in <checkpoint_dir>/<agent>-<label>/"
+    "... and is recorded with it, so that python -m report sets two configurations of one agent "
+    "on one game side by side. Letters, digits, '_', '-' and '.'; empty: no label."
+)
+
 
 def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
     """Flags shared by every agent's run_atari.py. `agent_defaults` overrides defaults."""
@@ -75,6 +81,7 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
         "sampling, network initialisation) derives from it; runs of different seeds live in "
         "different directories.",
     )
+    flags.DEFINE_string("run_label", "", RUN_LABEL_HELP)
     flags.DEFINE_float(
         "eval_epsilon",
         d["eval_epsilon"],

@@ -11,6 +11,14 @@ class ConfigError(UserError, ValueError):
     """A configuration value is out of range or inconsistent with another."""
 
 
+def require_positive(config: object, *names: str) -> None:
+    """Raises ConfigError naming the first of `names` whose value in `config` is not > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if not value > 0:  # Also catches NaN.
+            raise ConfigError(f"{name} must be positive, got {value}")
+
+
 class NonFiniteLossError(UserError):
     """A loss or gradient became NaN or infinite. The run stops before the optimiser applies
     it, so the weights and the last checkpoint stay good. Reported as one line like bad input:

@@ -17,7 +17,7 @@ from absl import flags, logging
 
 import gym_env
 from analysis import atari_scores
-from experiment import checkpoint, preflight
+from experiment import checkpoint, hyperparameters, preflight
 from experiment.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -34,6 +34,7 @@ def define_eval_flags() -> None:
         "Root of checkpoints, as given to run_atari: the latest checkpoint of "
         "<checkpoint_dir>/<agent>/<environment>/seed_<seed>/ is evaluated.",
     )
+    flags.DEFINE_string("run_label", "", "The --run_label the run was trained with, if any.")
     flags.DEFINE_integer(
         "num_episodes",
         1,
@@ -89,7 +90,7 @@ def checkpoint_to_evaluate(agent: str) -> pathlib.Path:
     if FLAGS.checkpoint_path:
         return pathlib.Path(FLAGS.checkpoint_path)
     game, seed = FLAGS.environment_name, FLAGS.seed
-    run_dir = checkpoint.run_directory(FLAGS.checkpoint_dir, agent, game, seed)
+    run_dir = checkpoint.run_directory(FLAGS.checkpoint_dir, agent, game, seed, FLAGS.run_label)
     latest = checkpoint.latest_path(run_dir)
     if latest is None:
         raise UserError(
@@ -251,6 +252,8 @@ def config_from_checkpoint(config_cls: type, state: dict[str, Any]) -> Any:
     config does not fit (another agent, another version) gets one line."""
     saved = dict(state.get("config", {}))
     names = {field.name for field in dataclasses.fields(config_cls)}
+    # Settings added since the checkpoint was written: the values it was trained with.
+    saved |= {k: v for k, v in hyperparameters.ADDED_SETTINGS.items() if k in names - set(saved)}
     unknown, missing = sorted(set(saved) - names), sorted(names - set(saved))
     if unknown or missing:
         raise checkpoint.CheckpointError(

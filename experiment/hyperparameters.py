@@ -35,6 +35,12 @@ class ConfigChangeError(UserError):
     """--resume with hyperparameters that differ from the checkpoint's, not allowed by name."""
 
 
+# Settings added after checkpoints were first written, each with the value that builds what a
+# checkpoint without it was trained with. A checkpoint that predates one resumes and evaluates
+# as if it had been saved with that value.
+ADDED_SETTINGS: dict[str, Any] = {"torso": "auto", "lstm_size": 0}
+
+
 def collect(run, *configs: Any) -> dict[str, Any]:
     """{flag name: value} of the run's learning-relevant settings and of each config
     dataclass (the agent's, the parallel loop's)."""
@@ -75,7 +81,7 @@ def check_resume(
     changes = {
         name: (saved.get(name, "absent"), current.get(name, "absent"))
         for name in sorted(set(saved) | set(current))
-        if not _same(saved.get(name), current.get(name))
+        if not _same(saved.get(name), current.get(name)) and not _predates(saved, current, name)
     }
     refused = [name for name in changes if name not in allowed]
     if refused:
@@ -88,6 +94,15 @@ def check_resume(
             f"{'it' if len(refused) == 1 else 'them'}"
         )
     return changes
+
+
+def _predates(saved: Mapping[str, Any], current: Mapping[str, Any], name: str) -> bool:
+    """The checkpoint predates setting `name`, which now has the value it was trained with."""
+    return (
+        name not in saved
+        and name in ADDED_SETTINGS
+        and _same(current.get(name), ADDED_SETTINGS[name])
+    )
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -28,6 +28,7 @@ class RunConfig:
     num_eval_steps: int
     num_envs: int
     seed: int
+    run_label: str  # --run_label: which configuration; part of the run directory
     eval_epsilon: float
     env_spec: gym_env.EnvSpec  # Training environments; actor processes build theirs from it.
     eval_env_spec: gym_env.EnvSpec
@@ -42,7 +43,8 @@ class RunConfig:
     def from_flags(cls, agent: str, **atari_overrides: Any) -> RunConfig:
         env_spec, eval_env_spec = environment_specs(**atari_overrides)
         root = pathlib.Path(FLAGS.checkpoint_dir)
-        run_dir = checkpoint.run_directory(root, agent, FLAGS.environment_name, FLAGS.seed)
+        label = checkpoint.check_run_label(FLAGS.run_label)
+        run_dir = checkpoint.run_directory(root, agent, FLAGS.environment_name, FLAGS.seed, label)
         tb = FLAGS.tensorboard_dir
         config = cls(
             agent=agent,
@@ -52,6 +54,7 @@ class RunConfig:
             num_eval_steps=FLAGS.num_eval_steps,
             num_envs=FLAGS.num_envs,
             seed=FLAGS.seed,
+            run_label=label,
             eval_epsilon=FLAGS.eval_epsilon,
             env_spec=env_spec,
             eval_env_spec=eval_env_spec,
@@ -85,7 +88,7 @@ class RunConfig:
     @property
     def run_dir(self) -> pathlib.Path:
         return checkpoint.run_directory(
-            self.checkpoint_root, self.agent, self.environment_name, self.seed
+            self.checkpoint_root, self.agent, self.environment_name, self.seed, self.run_label
         )
 
     @property
@@ -102,6 +105,7 @@ class RunConfig:
             seed=self.seed,
             frames_per_step=self.frames_per_step,
             num_iterations=self.num_iterations,
+            label=self.run_label,
         )
         run_record.claim(self.results_csv_path, record)
 
@@ -119,7 +123,8 @@ def environment_specs(**atari_overrides: Any) -> tuple[gym_env.EnvSpec, gym_env.
     """(training, evaluation) environments named by --environment_name: an Atari game, or a
     registered Gymnasium id whose spaces are checked now, so a bad one fails in one line before
     anything is written. `atari_overrides` set AtariConfig fields; of them, `frame_stack` also
-    applies to a Gymnasium environment's image observations."""
+    applies to a Gymnasium environment's image and multi-channel observations (without it,
+    images stack 4 frames and multi-channel observations none)."""
     name = FLAGS.environment_name
     if gym_env.is_atari_game(name):
         atari = gym_env.AtariConfig(
@@ -142,7 +147,7 @@ def environment_specs(**atari_overrides: Any) -> tuple[gym_env.EnvSpec, gym_env.
     spec = gym_env.EnvSpec(
         classic_name=name,
         clip_rewards=FLAGS.clip_rewards,
-        frame_stack=atari_overrides.get("frame_stack", gym_env.IMAGE_FRAME_STACK),
+        frame_stack=atari_overrides.get("frame_stack"),  # None: the observation kind's default
     )
     spec.create(1, seed=0).close()  # Unsupported spaces fail here, in one line.
     # The environment's own time limit ends evaluation games too.

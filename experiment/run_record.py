@@ -34,13 +34,19 @@ class RunRecord:
     seed: int
     frames_per_step: int  # environment frames per agent step: the action repeat (4 on Atari)
     num_iterations: int  # iterations asked for; a CSV with fewer rows is an unfinished run
+    label: str = ""  # --run_label: which configuration of the agent ("" in older records)
+
+    @property
+    def variant(self) -> str:
+        """The agent and its label, as the report names it: "ngu" or "ngu-nstep3"."""
+        return f"{self.agent}-{self.label}" if self.label else self.agent
 
     @property
     def identity(self) -> tuple[str, str, int]:
-        return (self.agent, self.environment_name, self.seed)
+        return (self.variant, self.environment_name, self.seed)
 
     def describe(self) -> str:
-        return f"{self.agent} on {self.environment_name} with seed {self.seed}"
+        return f"{self.variant} on {self.environment_name} with seed {self.seed}"
 
 
 def record_path(csv_path: pathlib.Path) -> pathlib.Path:
@@ -92,6 +98,7 @@ def _from_fields(fields: Any) -> RunRecord:
         seed=int(fields["seed"]),
         frames_per_step=int(fields["frames_per_step"]),
         num_iterations=int(fields["num_iterations"]),
+        label=str(fields.get("label", "")),
     )
     if record.frames_per_step < 1 or record.num_iterations < 1:
         raise ValueError("frames_per_step and num_iterations must be positive")

@@ -1,7 +1,9 @@
 """NGU's novelty networks: the controllable-state embedding with its inverse-dynamics head,
 and the RND target and predictor with the input and error statistics actors and learner share.
 
-Both pick a Nature conv torso for images [C, 84, 84] and an MLP for vectors [D].
+Both take the agent's torso choice (networks.value.choose_torso): by default a Nature conv
+torso for Atari-sized images, MinAtar's torso for small multi-channel grids [C, 10, 10] and an
+MLP for vectors [D].
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ import torch
 from torch import nn
 
 from exploration.novelty import RunningMeanStd, lifelong_multiplier
-from networks.value import MlpTorso, NatureConvTorso
+from gym_observations import frame_layout
+from networks.value import choose_torso, make_torso
 
 
-def _torso(observation_shape: tuple[int, ...], input_scale: float = 1.0 / 255.0) -> nn.Module:
-    if len(observation_shape) == 3:
-        return NatureConvTorso(observation_shape[0], input_scale)
-    return MlpTorso(observation_shape[-1], 64)
+def _torso(
+    observation_shape: tuple[int, ...], torso: str, input_scale: float = 1.0 / 255.0
+) -> nn.Module:
+    kind = choose_torso(torso, observation_shape)
+    return make_torso(kind, observation_shape, mlp_hidden=64, input_scale=input_scale)
 
 
 class EmbeddingNetwork(nn.Module):
@@ -30,9 +34,10 @@ class EmbeddingNetwork(nn.Module):
         num_actions: int,
         embedding_size: int = 32,
         hidden_size: int = 128,
+        torso: str = "auto",
     ) -> None:
         super().__init__()
-        self.torso = _torso(observation_shape)
+        self.torso = _torso(observation_shape, torso)
         self.embed = nn.Linear(self.torso.output_size, embedding_size)
         self.inverse_dynamics = nn.Sequential(
             nn.Linear(2 * embedding_size, hidden_size),
@@ -52,7 +57,9 @@ class EmbeddingNetwork(nn.Module):
 
 
 class RndNetworks(nn.Module):
-    """Random network distillation (Burda et al. 2019) on one frame (the newest of a stack).
+    """Random network distillation (Burda et al. 2019) on one frame: the newest of a stack
+    ([1, 84, 84] of an Atari stack), or the whole observation when it has no stack (a vector, a
+    MinAtar [C, 10, 10]), as gym_observations.frame_layout reads the shape.
 
     err(x) = ‖ĝ(x) − g(x)‖², g a fixed random target and ĝ the trained predictor, both torso ->
     FC `output_size` (128). The input is normalised by running per-element mean and std and
@@ -60,23 +67,30 @@ class RndNetworks(nn.Module):
     learner's copy reaches the actors with the weights and everyone uses the same ones.
     """
 
-    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 128) -> None:
+    def __init__(
+        self, observation_shape: tuple[int, ...], output_size: int = 128, torso: str = "auto"
+    ) -> None:
         super().__init__()
-        self.is_image = len(observation_shape) == 3
-        input_shape = (1, *observation_shape[1:]) if self.is_image else tuple(observation_shape)
-        self.target = self._network(input_shape, output_size).requires_grad_(False)
-        self.predictor = self._network(input_shape, output_size)
-        self.observation_stats = RunningMeanStd(input_shape)
+        layout = frame_layout(observation_shape)
+        self.stack_axis = layout.stack_axis
+        frame = layout.frame_shape
+        # A 2-D frame gets a channel axis of 1; vectors and multi-channel frames have theirs.
+        self.input_shape = (1, *frame) if len(frame) == 2 else frame
+        self.target = self._network(self.input_shape, output_size, torso).requires_grad_(False)
+        self.predictor = self._network(self.input_shape, output_size, torso)
+        self.observation_stats = RunningMeanStd(self.input_shape)
         self.error_stats = RunningMeanStd(())
 
     @staticmethod
-    def _network(input_shape: tuple[int, ...], output_size: int) -> nn.Module:
-        torso = _torso(input_shape, input_scale=1.0)  # inputs arrive normalised
+    def _network(input_shape: tuple[int, ...], output_size: int, torso: str) -> nn.Module:
+        torso = _torso(input_shape, torso, input_scale=1.0)  # inputs arrive normalised
         return nn.Sequential(torso, nn.Linear(torso.output_size, output_size))
 
     def frame(self, observation: torch.Tensor) -> torch.Tensor:
-        """[B, *observation_shape] -> [B, *input_shape] float: the newest frame of a stack."""
-        return (observation[:, -1:] if self.is_image else observation).float()
+        """[B, *observation_shape] -> [B, *input_shape] float: the newest frame of a stack, or
+        the whole observation."""
+        newest = observation[:, -1] if self.stack_axis else observation
+        return newest.reshape(newest.shape[0], *self.input_shape).float()
 
     def normalise(self, frame: torch.Tensor) -> torch.Tensor:
         mean = self.observation_stats.mean.to(frame.dtype)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from networks.value import MlpTorso, NatureConvTorso, QHead
+from networks.value import DEFAULT_LSTM_SIZES, QHead, choose_torso, make_torso
 
 # R2D2's inputs beyond the observation: the previous action (one-hot) and previous reward.
 R2D2_SCALAR_INPUTS = ("reward",)
@@ -118,14 +118,22 @@ def recurrent_network_for(
     num_actions: int,
     one_hot_inputs: Sequence[tuple[str, int]] | None = None,
     scalar_inputs: Sequence[str] = R2D2_SCALAR_INPUTS,
+    torso: str = "auto",
+    lstm_size: int = 0,
 ) -> RecurrentQNetwork:
-    """R2D2's network (Kapturowski et al. 2019) for image observations [C, H, W]: Nature conv
-    torso, LSTM 512, dueling head with 512 hidden; a small MLP version (LSTM 64) for vector
-    observations [D], for classic control and fast tests."""
-    if len(observation_shape) == 3:
-        torso, lstm_size = NatureConvTorso(observation_shape[0]), 512
-    else:
-        torso, lstm_size = MlpTorso(observation_shape[-1], 64), 64
+    """R2D2's network (Kapturowski et al. 2019): torso, LSTM, dueling head with as many hidden
+    units as the LSTM. For Atari stacks [4, 84, 84] the Nature conv torso and LSTM 512 (the
+    paper's); for small multi-channel grids [C, 10, 10] MinAtar's torso (conv 16, fc 128) and
+    LSTM 128; for vectors [D] a small MLP (2 x 64) and LSTM 64, for classic control and fast
+    tests. `torso` overrides the choice (networks.value.choose_torso); `lstm_size` > 0 the
+    LSTM's size."""
+    kind = choose_torso(torso, observation_shape)
+    size = lstm_size or DEFAULT_LSTM_SIZES[kind]
     return RecurrentQNetwork(
-        torso, num_actions, lstm_size, lstm_size, one_hot_inputs, scalar_inputs
+        make_torso(kind, observation_shape, mlp_hidden=64),
+        num_actions,
+        size,
+        size,
+        one_hot_inputs,
+        scalar_inputs,
     )

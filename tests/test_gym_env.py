@@ -3,6 +3,7 @@ paths) and classic control environments."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -709,3 +710,134 @@ def test_spawned_process_imports_the_module_of_a_module_id():
     spec = gym_env.EnvSpec(classic_name="toy_envs:SparseGridRoom-v0", env_kwargs={"size": 4})
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         assert pool.apply(_observation_shape_in_fresh_process, (spec,)) == (16,)
+
+
+# --------------------------------------------------------------------------------------
+# Multi-channel observations (bool object planes, uint8 with C not 1, 3, 4)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("space", "layout"),
+    [
+        (gym.spaces.Box(0, 1, (10, 10, 4), bool), "HWC"),  # MinAtar
+        (gym.spaces.Box(0, 1, (10, 10, 10), bool), "HWC"),  # a tie: the last axis
+        (gym.spaces.Box(0, 1, (4, 10, 10), bool), "CHW"),
+        (gym.spaces.Box(0, 1, (6, 5, 3), bool), "HWC"),  # not square: the smaller end axis
+        (gym.spaces.Box(0, 1, (3, 6, 5), bool), "CHW"),
+        (gym.spaces.Box(0, 1, (6, 5), bool), "HW"),
+        (gym.spaces.Box(0, 255, (8, 8, 5), np.uint8), "HWC"),
+        (gym.spaces.Box(0, 255, (5, 8, 8), np.uint8), "CHW"),
+        (gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), None),  # colour: an image
+        (gym.spaces.Box(0, 255, (8, 8), np.uint8), None),  # grayscale: an image
+        (gym.spaces.Box(0, 1, (8, 8, 5), np.float32), None),
+        (gym.spaces.Box(0, 1, (7,), bool), None),
+    ],
+)
+def test_multi_channel_layout_takes_the_smaller_end_axis_as_channels(space, layout):
+    assert gym_observations.multi_channel_layout(space) == layout
+
+
+@pytest.mark.parametrize(
+    ("shape", "frame_shape", "stack", "stack_axis"),
+    [
+        ((6,), (6,), 1, False),
+        ((4, 84, 84), (84, 84), 4, True),  # Atari: a stack of 2-D frames
+        ((1, 84, 84), (84, 84), 1, True),  # NGU's Atari: one 2-D frame, still a stack axis
+        ((4, 10, 10), (4, 10, 10), 1, False),  # MinAtar: one frame of 4 channels
+        ((2, 7, 10, 10), (7, 10, 10), 2, True),  # MinAtar with frame_stack 2
+        ((1, 2, 40, 40), (2, 40, 40), 1, True),  # a large multi-channel frame
+    ],
+)
+def test_frame_layout_reads_every_observation_kind(shape, frame_shape, stack, stack_axis):
+    layout = gym_observations.frame_layout(shape)
+    assert layout == (frame_shape, stack, stack_axis)
+    assert layout.is_vector == (len(shape) == 1)
+
+
+def _planes(shape: tuple[int, ...], dtype=bool) -> np.ndarray:
+    """A deterministic multi-channel observation: cell (i, j, c) set when (i + 2j + c) % 3 == 0."""
+    return (np.indices(shape).sum(axis=0) % 3 == 0).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "channels_first"),
+    [
+        ((10, 10, 4), bool, lambda x: np.moveaxis(x, -1, 0)),
+        ((4, 10, 10), bool, lambda x: x),
+        ((6, 5), bool, lambda x: x[None]),
+        ((8, 8, 5), np.uint8, lambda x: np.moveaxis(x, -1, 0)),
+    ],
+)
+def test_multi_channel_observations_keep_their_channels_and_dtype(shape, dtype, channels_first):
+    observation = _planes(shape, dtype)
+    space = gym.spaces.Box(0, 1, shape, dtype)
+    spec = _fake_spec(observation_space=space, observation=observation)
+    expected = channels_first(observation)
+    with spec.create(2, seed=0) as env:
+        assert env.observation_shape == expected.shape  # no resize, no grayscale, no stack
+        assert env.observation_dtype == dtype
+        ts = env.reset()
+        _assert_timestep_layout(ts, env)
+        np.testing.assert_array_equal(ts.observation, [expected, expected])
+
+
+def test_multi_channel_frames_stack_only_when_asked_and_large_ones_keep_a_stack_axis():
+    space = gym.spaces.Box(0, 1, (10, 10, 3), bool)
+    planes = _planes((10, 10, 3))
+    stacked = _fake_spec(observation_space=space, observation=planes)
+    with dataclasses.replace(stacked, frame_stack=2).create(1, seed=0) as env:
+        assert env.observation_shape == (2, 3, 10, 10) and env.observation_dtype == np.bool_
+        first = env.reset().observation[0]
+        assert not first[0].any()  # zero padding before the episode's first frame
+        np.testing.assert_array_equal(first[1], np.moveaxis(planes, -1, 0))
+    large = _fake_spec(
+        observation_space=gym.spaces.Box(0, 1, (40, 40, 2), bool),
+        observation=_planes((40, 40, 2)),
+    )
+    with large.create(1, seed=0) as env:
+        assert env.observation_shape == (1, 2, 40, 40)
+
+
+def test_multi_channel_frames_are_drawn_one_colour_per_channel():
+    frame = np.zeros((3, 10, 10), dtype=bool)
+    frame[0, 0, 0] = frame[1, 0, 1] = frame[2, 9, 9] = True
+    frame[0, 9, 9] = True  # two channels in one cell: the higher one is drawn
+    picture = gym_observations.channel_picture(frame)
+    assert picture.shape == (320, 320, 3) and picture.dtype == np.uint8  # 32 x 32 per cell
+    cell = picture[::32, ::32]  # one pixel per cell
+    colours = gym_observations.CHANNEL_COLOURS
+    np.testing.assert_array_equal(cell[0, 0], colours[0])
+    np.testing.assert_array_equal(cell[0, 1], colours[1])
+    np.testing.assert_array_equal(cell[9, 9], colours[2])
+    assert not cell[5, 5].any()  # black background
+    assert len({tuple(c) for c in colours}) == len(colours)  # every channel its own colour
+    np.testing.assert_array_equal(picture[32:64, 32:64], 0)
+
+
+def test_multi_channel_environments_render_their_channels_without_a_render_mode():
+    space = gym.spaces.Box(0, 1, (10, 10, 4), bool)
+    observation = _planes((10, 10, 4))
+    spec = gym_env.EnvSpec(
+        classic_name="tests.fake_envs:FakeNoRender-v0",
+        env_kwargs={"observation_space": space, "observation": observation},
+    )
+    with spec.create(1, seed=0, render=True) as env:
+        env.reset()
+        frame = env.render()
+        expected = gym_observations.channel_picture(np.moveaxis(observation, -1, 0))
+        np.testing.assert_array_equal(frame, expected)
+        assert frame.shape == (320, 320, 3)
+
+
+def test_networks_pick_the_minatar_torso_for_small_multi_channel_observations():
+    torch = pytest.importorskip("torch")
+    from networks.value import MinAtarTorso, q_network_for
+
+    space = gym.spaces.Box(0, 1, (10, 10, 4), bool)
+    spec = _fake_spec(observation_space=space, observation=_planes((10, 10, 4)))
+    with spec.create(2, seed=0) as env:
+        network = q_network_for(env.observation_shape, env.num_actions)
+        assert isinstance(network.torso, MinAtarTorso)
+        q_values = network(torch.as_tensor(env.reset().observation))  # a bool tensor
+        assert q_values.shape == (2, 2)

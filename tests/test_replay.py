@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from frame_codec import frame_nbytes, frame_to_bytes, frames_from_rows
 from replay import (
     NStepAccumulator,
     PrioritizedSampler,
@@ -592,3 +593,87 @@ def test_malformed_add_raises_and_leaves_replay_untouched():
     assert before.keys() == after.keys()
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+
+
+# --------------------------------------------------------------------------------------------
+# Bool frames (MinAtar's object planes): bit-packed
+# --------------------------------------------------------------------------------------------
+
+MINATAR_FRAME = (10, 10, 10)  # [C, H, W] of Seaquest, the largest MinAtar game: 125 bytes packed
+
+
+def bool_steps(num_streams: int, num_steps: int, seed: int, density: float = 0.5) -> Steps:
+    """Random [C, H, W] bool frames, one per step (no stack), episodes of 20 steps."""
+    rng = np.random.default_rng(seed)
+    shape = (num_steps, num_streams)
+    step = np.arange(num_steps)[:, None].repeat(num_streams, axis=1)
+    return Steps(
+        observation=rng.random((*shape, *MINATAR_FRAME)) < density,
+        reward=rng.integers(0, 2, shape).astype(np.float32),
+        discount=np.where(step % 20 == 19, 0.0, 1.0),
+        first=step % 20 == 0,
+        last=step % 20 == 19,
+        action=rng.integers(0, 6, shape),
+    )
+
+
+def test_bool_frames_are_bit_packed_and_round_trip_exactly():
+    rng = np.random.default_rng(0)
+    for shape in (MINATAR_FRAME, (4, 10, 10), (7, 10, 10), (13,)):
+        frame = rng.random(shape) < 0.3
+        packed = -(-int(np.prod(shape)) // 8)  # 8 values a byte, the last one padded
+        assert frame_nbytes(shape, bool) == len(frame_to_bytes(frame)) == packed
+        restored = decompress_frame(compress_frame(frame), shape, np.bool_)
+        assert restored.dtype == np.bool_ and restored.shape == shape
+        np.testing.assert_array_equal(restored, frame)
+        rows = np.frombuffer(frame_to_bytes(frame), np.uint8)[None]
+        np.testing.assert_array_equal(frames_from_rows(rows, shape, bool)[0], frame)
+    # Any other dtype is stored as its raw bytes, as before.
+    screen = pong_like_frame(1)
+    assert frame_nbytes(screen.shape, np.uint8) == 84 * 84
+    assert frame_to_bytes(screen) == screen.tobytes()
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["snappy", "dense"])
+def test_bool_frames_round_trip_through_transition_replay(compress):
+    steps = bool_steps(num_streams=2, num_steps=70, seed=1)
+    replay = TransitionReplay(
+        200, 2, MINATAR_FRAME, np.bool_, 1, 1, 0.9, compress=compress, prioritized=False
+    )
+    steps.add_all(replay)
+    slots = replay.valid_slots()
+    assert len(slots) == 2 * (70 - 4)  # every step but each episode's last starts one
+    batch = replay.gather(slots)
+    assert batch.s_tm1.dtype == batch.s_t.dtype == np.bool_
+    assert batch.s_tm1.shape == (len(slots), *MINATAR_FRAME)  # the whole [C, H, W] per step
+    stream, position = np.divmod(slots, 100)
+    np.testing.assert_array_equal(batch.s_tm1, steps.observation[position, stream])
+    np.testing.assert_array_equal(batch.s_t, steps.observation[position + 1, stream])
+    if not compress:  # stored packed in place: 125 bytes a frame
+        assert replay.memory_bytes() < 200 * (125 + 64)
+
+
+def test_bool_transition_replay_survives_its_state_dict():
+    steps = bool_steps(num_streams=1, num_steps=50, seed=2)
+    original = TransitionReplay(64, 1, MINATAR_FRAME, np.bool_, 1, 3, 0.9, True, True, seed=4)
+    steps.add_all(original)
+    restored = TransitionReplay(64, 1, MINATAR_FRAME, np.bool_, 1, 3, 0.9, True, True, seed=4)
+    restored.load_state_dict(original.state_dict())
+    slots = original.valid_slots()
+    for a, b in zip(original.gather(slots), restored.gather(slots), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_minatar_step_is_stored_in_125_bytes_plus_small_overhead():
+    # Random frames are the worst case (snappy cannot shrink them); real MinAtar frames are
+    # mostly empty and compress to about 30 bytes (docs/results.md).
+    steps = bool_steps(num_streams=1, num_steps=1000, seed=3, density=0.5)
+    frame = steps.observation[0, 0]
+    assert len(frame_to_bytes(frame)) == 125  # 1,000 bools
+    assert len(compress_frame(frame)) <= 125 + 4  # snappy's header on incompressible bytes
+    replay = TransitionReplay(1000, 1, MINATAR_FRAME, np.bool_, 1, 1, 0.99, True, True)
+    steps.add_all(replay)
+    assert replay.num_stored_steps == 1000
+    # Each frame is a Python bytes object (its header is 33 bytes); the rest per step is the
+    # action, return, discount, step counts and the sum tree.
+    assert replay.bytes_per_stored_step() <= 125 + 4 + 33 + 40

@@ -555,3 +555,95 @@ def test_compact_batch_stacks_on_the_device_to_the_same_observations():
         sequence_batch_to_device(full, torch.device("cpu"))["observation"].numpy(),
         full.observation,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Bool frames (MinAtar's [C, 10, 10] object planes): bit-packed by the actors' chunks
+# --------------------------------------------------------------------------------------------
+
+MINATAR_FRAME = (10, 10, 10)
+
+
+def bool_episode(length: int, seed: int) -> tuple[np.ndarray, list[Chunk], list[Sequence]]:
+    """Random bool frames [length, 10, 10, 10] of one episode, the chunks a compressing actor
+    makes of them, and the sequences (burn-in 4, learning 8, period 4, no frame stack)."""
+    frames = np.random.default_rng(seed).random((length, *MINATAR_FRAME)) < 0.5
+    assembler = SequenceAssembler(burn_in=4, sequence_length=8, period=4, frame_stack=1)
+    builder = ChunkBuilder(0, assembler.chunk_length, compress=True, columns=COLUMNS)
+    chunks = []
+    for step, frame in enumerate(frames):
+        chunk = builder.append(
+            frame, values(1, 0.0, 1.0), step == 0, step == length - 1, state_of(0, 0, step)
+        )
+        chunks += [chunk] if chunk is not None else []
+    return frames, chunks, assemble(assembler, chunks)[0]
+
+
+def bool_replay(**overrides) -> SequenceReplay:
+    kwargs = dict(frame_shape=MINATAR_FRAME, frame_dtype=np.bool_, frame_stack=1)
+    return make_replay(**(kwargs | overrides))
+
+
+def test_chunks_carry_bool_frames_bit_packed():
+    frames, chunks, _ = bool_episode(12, seed=0)
+    assert all(len(f) <= 125 + 4 for c in chunks for f in c.frames)  # snappy of 125 bytes
+    restored = decompress_frame(chunks[0].frames[0], MINATAR_FRAME, np.bool_)
+    np.testing.assert_array_equal(restored, frames[0])
+    raw = ChunkBuilder(0, 4, compress=False, columns=COLUMNS)
+    for step in range(4):
+        chunk = raw.append(frames[step], values(1, 0.0, 1.0), step == 0, False, state_of(0, 0, 0))
+    assert [len(f) for f in chunk.frames] == [125] * 4  # packed even without snappy
+
+
+@pytest.mark.parametrize("decoder", [False, True], ids=["here", "process"])
+def test_bool_frames_round_trip_through_sequence_replay(decoder):
+    frames, _, sequences = bool_episode(22, seed=1)
+    replay = bool_replay()
+    replay.add(sequences)
+    slots = np.arange(len(sequences))
+    if decoder:  # the prefetch path: a decoding process fills a shared buffer of packed bytes
+        process = replay.frame_decoder_for(len(slots))
+        try:
+            batch = replay.batch_of(replay.items_at(slots), compact=True, decoder=process)
+            observation = batch.frames[batch.frame_index]
+        finally:
+            process.close()
+    else:
+        batch = replay.gather(slots)
+        observation = batch.observation
+    assert observation.dtype == np.bool_
+    assert observation.shape == (4 + 8, len(sequences), *MINATAR_FRAME)  # no stack axis
+    for item, sequence in enumerate(sequences):
+        rows = np.flatnonzero(batch.mask[:, item])
+        first_step = 4 * item - sequence.burn_in_length  # sequence j learns from step 4·j
+        np.testing.assert_array_equal(
+            observation[rows, item], frames[first_step : first_step + len(rows)]
+        )
+        assert not observation[~batch.mask[:, item], item].any()  # padding: zero frames
+
+
+def test_uncompressed_bool_sequences_round_trip_and_state_dict():
+    frames = np.random.default_rng(2).random((6, *MINATAR_FRAME)) < 0.5
+    assembler = SequenceAssembler(burn_in=2, sequence_length=4, period=2, frame_stack=1)
+    builder = ChunkBuilder(0, 2, compress=False, columns=COLUMNS)
+    chunks = [
+        builder.append(f, values(1, 0.0, 1.0), s == 0, s == 5, state_of(0, 0, s))
+        for s, f in enumerate(frames)
+    ]
+    sequences, _ = assemble(assembler, [c for c in chunks if c is not None])
+    replay = bool_replay(burn_in=2, sequence_length=4, compress=False)
+    replay.add(sequences)
+    restored = bool_replay(burn_in=2, sequence_length=4, compress=False)
+    restored.load_state_dict(replay.state_dict())
+    for source in (replay, restored):
+        batch = source.gather(np.array([1]))  # burn-in steps 0, 1; learning steps 2..5
+        np.testing.assert_array_equal(batch.observation[:, 0], frames)
+
+
+def test_a_minatar_step_costs_about_its_packed_frame_in_sequence_replay():
+    _, _, sequences = bool_episode(400, seed=3)  # random frames: snappy cannot shrink them
+    replay = bool_replay(capacity=200)
+    replay.add(sequences)
+    assert replay.num_stored_steps() == 400
+    frames = replay.memory_breakdown()["frames"] / 400
+    assert frames <= 125 + 4 + 33  # packed, snappy's header, the bytes object's header

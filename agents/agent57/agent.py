@@ -26,7 +26,6 @@ from agents.r2d2.agent import value_rescaling
 from experiment.errors import ConfigError
 from exploration.bandit import BanditPolicyChooser
 from exploration.policies import PolicyIndexChooser, agent57_discounts
-from networks.intrinsic import EmbeddingNetwork, RndNetworks
 from networks.recurrent import RecurrentQNetworkPair, recurrent_network_for
 
 COLUMNS = ngu.COLUMNS  # Agent57 stores exactly what NGU stores.
@@ -93,16 +92,12 @@ def build_network(
     config: Agent57Config, observation_shape: tuple[int, ...], num_actions: int
 ) -> ngu.NguNetworks:
     """Agent57's one network builder: NGU's networks with a pair of Q-networks."""
-    inputs = ngu.q_network_inputs(num_actions, config.num_policies)
+    inputs = ngu.q_network_inputs(num_actions, config)
     pair = RecurrentQNetworkPair(
         recurrent_network_for(observation_shape, num_actions, **inputs),
         recurrent_network_for(observation_shape, num_actions, **inputs),
     )
-    return ngu.NguNetworks(
-        pair,
-        EmbeddingNetwork(observation_shape, num_actions, config.embedding_size),
-        RndNetworks(observation_shape),
-    )
+    return ngu.NguNetworks(pair, *ngu.novelty_networks(config, observation_shape, num_actions))
 
 
 class Actor(ngu.Actor):

@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from experiment.errors import ConfigError
+from experiment.errors import ConfigError, require_positive
+from gym_observations import frame_layout
+from networks.value import check_torso_name
 from sequence_replay import ChunkBuilder, Column, SequenceAssembler, SequenceBatch, SequenceReplay
 
 
@@ -34,12 +36,12 @@ class SequenceAgentConfig:
     sequence_length − replay_period (R2D2 paper: 40)."""
     batch_size: int = 64
     """Sequences per learner update (R2D2 paper: 64)."""
-    replay_capacity: int = 20_000  # Sequences. Paper: 100k (4M observations); see README.
+    replay_capacity: int = 20_000  # Sequences. Paper: 100k (4M observations).
     """Sequences replay holds; the oldest are overwritten (R2D2 paper: 100,000, about 4M
-    observations; smaller here to fit one machine, see the README)."""
+    observations; smaller here to fit one machine, see docs/deviations.md)."""
     min_replay_size: int = 2_000  # Sequences.
-    """Sequences in replay before the first learner update (a choice for one machine; see the
-    README)."""
+    """Sequences in replay before the first learner update (a choice for one machine; see
+    docs/deviations.md)."""
     learning_rate: float = 1e-4
     """Adam learning rate (R2D2 paper: 1e-4)."""
     adam_eps: float = 1e-3
@@ -73,6 +75,15 @@ class SequenceAgentConfig:
     prefetch_depth: int = 2
     """Batches sampled ahead of the learner, so their priorities are this many updates old (0:
     sample each batch right after the previous update's priorities, fully synchronous)."""
+    torso: str = "auto"
+    """auto | nature | minatar | mlp: the network's torso. auto picks by observation: Nature
+    conv (Mnih et al. 2015) for images of 36x36 or more (Atari's 84x84 stacks), MinAtar's conv
+    (Young & Tian 2019) for smaller multi-channel ones ([C, 10, 10]), an MLP for vectors. NGU's
+    embedding and RND networks use the same torso. A torso that cannot take the observation
+    stops the run at start."""
+    lstm_size: int = 0
+    """Units of the LSTM between torso and head; 0: the torso's default, 512 for Nature (R2D2
+    paper: 512), 128 for MinAtar, 64 for the MLP."""
 
     @property
     def chunk_length(self) -> int:
@@ -80,9 +91,11 @@ class SequenceAgentConfig:
         return math.gcd(self.burn_in, self.replay_period, self.sequence_length)
 
     def __post_init__(self) -> None:
-        for name in ("sequence_length", "replay_period", "batch_size", "replay_capacity"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        require_positive(
+            self,
+            *("sequence_length", "replay_period", "batch_size", "replay_capacity"),
+            *("learning_rate", "adam_eps", "max_grad_norm"),
+        )
         if self.burn_in < 0:
             raise ConfigError(f"burn_in must be non-negative, got {self.burn_in}")
         if self.burn_in > self.replay_period:
@@ -94,19 +107,14 @@ class SequenceAgentConfig:
             raise ConfigError("replay_period must not exceed sequence_length (steps would be lost)")
         if self.prefetch_workers < 0 or self.prefetch_depth < 0:
             raise ConfigError("prefetch_workers and prefetch_depth must be non-negative")
+        check_torso_name(self.torso)
+        if self.lstm_size < 0:
+            raise ConfigError(f"lstm_size must be >= 0 (0: the torso's own), got {self.lstm_size}")
         if not self.batch_size <= self.min_replay_size <= self.replay_capacity:
             raise ConfigError(
                 "need batch_size <= min_replay_size <= replay_capacity, got "
                 f"{self.batch_size}, {self.min_replay_size}, {self.replay_capacity}"
             )
-
-
-def frame_layout(observation_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, bool]:
-    """(frame shape, frame stack, compress): images [C, H, W] store one compressed frame per
-    step and rebuild stacks of C; vectors [D] store the whole observation, uncompressed."""
-    if len(observation_shape) == 3:
-        return tuple(observation_shape[1:]), int(observation_shape[0]), True
-    return tuple(observation_shape), 1, False
 
 
 def make_sequence_replay(
@@ -116,19 +124,21 @@ def make_sequence_replay(
     seed: int,
     columns: Sequence[Column],
 ) -> SequenceReplay:
-    frame_shape, frame_stack, compress = frame_layout(observation_shape)
+    """One frame per step (gym_observations.frame_layout): an image stack's newest 2-D frame,
+    or the whole observation (a vector, a MinAtar [C, H, W]); all but vectors compressed."""
+    layout = frame_layout(observation_shape)
     return SequenceReplay(
         capacity=config.replay_capacity,
         burn_in=config.burn_in,
         sequence_length=config.sequence_length,
-        frame_shape=frame_shape,
+        frame_shape=layout.frame_shape,
         frame_dtype=observation_dtype,
-        frame_stack=frame_stack,
-        compress=compress,
+        frame_stack=layout.frame_stack,
+        compress=not layout.is_vector,
         priority_exponent=config.priority_exponent,
         seed=seed,
         columns=columns,
-        stack_axis=len(observation_shape) == 3,  # images keep [stack, H, W], one frame too
+        stack_axis=layout.stack_axis,  # images keep [stack, H, W], one frame too
     )
 
 
@@ -158,7 +168,7 @@ def make_assembler(
         burn_in=config.burn_in,
         sequence_length=config.sequence_length,
         period=config.replay_period,
-        frame_stack=frame_layout(observation_shape)[1],
+        frame_stack=frame_layout(observation_shape).frame_stack,
     )
 
 
@@ -173,10 +183,11 @@ class ChunkRecorder:
         observation_shape: tuple[int, ...],
         columns: Sequence[Column],
     ) -> None:
-        compress = frame_layout(observation_shape)[2]
-        self.is_image = len(observation_shape) == 3
+        layout = frame_layout(observation_shape)
+        self.stack_axis = layout.stack_axis  # Else the whole observation is the step's frame.
         self.builders = [
-            ChunkBuilder(first_stream + e, chunk_length, compress, columns) for e in range(num_envs)
+            ChunkBuilder(first_stream + e, chunk_length, not layout.is_vector, columns)
+            for e in range(num_envs)
         ]
         self.names = [c.name for c in columns]
         self._outbox: list = []
@@ -186,7 +197,7 @@ class ChunkRecorder:
     ) -> None:
         """timestep: the batch just acted on; values: column name -> [E] this step's values;
         states: [E, S] the packed recurrent states the network consumed at this step."""
-        frames = timestep.observation[:, -1] if self.is_image else timestep.observation
+        frames = timestep.observation[:, -1] if self.stack_axis else timestep.observation
         states = np.asarray(states)
         columns = [np.asarray(values[name]) for name in self.names]
         for e, builder in enumerate(self.builders):

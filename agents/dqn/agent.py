@@ -17,16 +17,17 @@ import value_learning
 from agents.common.schedules import LinearSchedule
 from agents.common.target_learner import TargetNetworkLearner
 from experiment.checkpoint import numpy_rng_state, restore_numpy_rng
-from experiment.errors import ConfigError
+from experiment.errors import ConfigError, require_positive
 from experiment.seeding import derive_seed
 from greedy_actors import epsilon_greedy_actions
-from networks.value import q_network_for
+from gym_observations import frame_layout
+from networks.value import QNetwork, check_torso_name, q_network_for
 from replay import TransitionReplay
 
 
 @dataclasses.dataclass(frozen=True)
 class DqnConfig:
-    """DQN hyperparameters. Defaults: Nature DQN, with Adam and Huber (see README)."""
+    """DQN hyperparameters. Defaults: Nature DQN, with Adam and Huber (see docs/deviations.md)."""
 
     discount: float = 0.99
     """Discount γ per agent step (Nature DQN: 0.99)."""
@@ -46,7 +47,7 @@ class DqnConfig:
     """Learner updates between copies of the online network into the target network (Nature DQN:
     C = 10,000)."""
     learning_rate: float = 1e-4
-    """Adam learning rate (Nature DQN used RMSProp at 2.5e-4; see the README's deviations)."""
+    """Adam learning rate (Nature DQN used RMSProp at 2.5e-4; see docs/deviations.md)."""
     adam_eps: float = 1.5e-4
     """Adam's ε, added to the root of the second-moment estimate (Rainbow's Adam: 1.5e-4)."""
     max_grad_norm: float = 10.0
@@ -83,12 +84,20 @@ class DqnConfig:
     priority_epsilon: float = 1e-6
     """Added to |TD error| so that no transition's priority is 0 and every one can be sampled
     again."""
+    torso: str = "auto"
+    """auto | nature | minatar | mlp: the Q-network's torso. auto picks by observation: the
+    Nature DQN (conv torso, fc 512) for images of 36x36 or more (Atari's 84x84 stacks), MinAtar's
+    network (Young & Tian 2019: conv 16, fc 128, then the outputs) for smaller multi-channel ones
+    ([C, 10, 10]), an MLP for vectors. A torso that cannot take the observation stops the run at
+    start."""
 
     def __post_init__(self) -> None:
-        positive = ("n_step", "batch_size", "replay_capacity", "agent_steps_per_update")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        check_torso_name(self.torso)
+        require_positive(
+            self,
+            *("n_step", "batch_size", "replay_capacity", "agent_steps_per_update"),
+            *("learning_rate", "adam_eps", "max_grad_norm", "huber_delta"),
+        )
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"discount must be in [0, 1], got {self.discount}")
         if self.min_replay_size < self.batch_size:
@@ -121,21 +130,30 @@ def make_replay(
     observation_dtype: np.dtype,
     seed: int,
 ) -> TransitionReplay:
-    """Replay storing one frame per step: images are compressed, vectors stored raw."""
-    is_image = len(observation_shape) == 3
+    """Replay storing one frame per step (gym_observations.frame_layout): an image stack's
+    newest 2-D frame, or the whole observation (a vector, a MinAtar [C, H, W]); all but vectors
+    compressed (bool frames bit-packed first)."""
+    layout = frame_layout(observation_shape)
     return TransitionReplay(
         capacity=config.replay_capacity,
         num_streams=num_envs,
-        observation_shape=observation_shape[1:] if is_image else observation_shape,
+        observation_shape=layout.frame_shape,
         observation_dtype=observation_dtype,
-        frame_stack=observation_shape[0] if is_image else 1,
+        frame_stack=layout.frame_stack,
         n_step=config.n_step,
         discount=config.discount,
-        compress=is_image,
+        compress=not layout.is_vector,
         prioritized=config.prioritized,
         priority_exponent=config.priority_exponent,
         seed=seed,
     )
+
+
+def build_network(
+    config: DqnConfig, observation_shape: tuple[int, ...], num_actions: int
+) -> QNetwork:
+    """DQN's one network builder, used by training and eval_agent alike."""
+    return q_network_for(observation_shape, num_actions, config.dueling, config.torso)
 
 
 class Actor:
@@ -260,7 +278,7 @@ def build_agent(
     restored with it) starts a new stream named by `resume_point`, the agent steps at the
     checkpoint.
     """
-    network = q_network_for(observation_shape, num_actions, config.dueling).to(device)
+    network = build_network(config, observation_shape, num_actions).to(device)
     replay_seed = derive_seed(seed, "replay", resume_point)
     replay = make_replay(config, num_envs, observation_shape, observation_dtype, replay_seed)
     actor = Actor(network, replay, config, derive_seed(seed, "exploration"), device)

@@ -7,23 +7,21 @@ from __future__ import annotations
 
 from absl import flags
 
-from experiment.checkpoint import load_module_state
+from agents.dqn.agent import DqnConfig, build_network
 from experiment.command_line import run_cli
-from experiment.evaluate_checkpoint import define_eval_flags, run_evaluation
-from experiment.run_config import resolve_device
+from experiment.evaluate_checkpoint import (
+    define_eval_flags,
+    network_from_checkpoint,
+    run_evaluation,
+)
 from greedy_actors import EpsilonGreedyActor
-from networks.value import q_network_for
 
 FLAGS = flags.FLAGS
 define_eval_flags()
 
 
 def make_actor(state, env) -> EpsilonGreedyActor:
-    device = resolve_device("auto")
-    dueling = bool(state["config"]["dueling"])
-    network = q_network_for(env.observation_shape, env.num_actions, dueling).to(device)
-    load_module_state(network, state["learner"]["network"], "network")
-    network.eval()
+    _, network, device = network_from_checkpoint(state, DqnConfig, build_network, env)
     return EpsilonGreedyActor(network, FLAGS.eval_epsilon, FLAGS.seed, device)
 
 

@@ -32,7 +32,7 @@ from agents.common.sequence_learning import (
     unroll_sequences,
 )
 from agents.r2d2 import agent as r2d2
-from experiment.errors import ConfigError
+from experiment.errors import ConfigError, require_positive
 from exploration.novelty import EpisodicConfig, EpisodicMemory, intrinsic_reward
 from exploration.policies import PolicyIndexChooser, epsilon_greedy_policy, ngu_betas, ngu_discounts
 from networks.intrinsic import EmbeddingNetwork, RndNetworks
@@ -118,6 +118,7 @@ class NguConfig(SequenceAgentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require_positive(self, "intrinsic_learning_rate")
         if self.num_policies < 1:
             raise ConfigError(f"num_policies must be at least 1, got {self.num_policies}")
         if not 0.0 <= self.gamma_min <= self.gamma_max < 1.0:
@@ -181,12 +182,15 @@ class NguNetworks(nn.Module):
         return self.q(inputs, state)
 
 
-def q_network_inputs(num_actions: int, num_policies: int) -> dict:
-    """NGU's Q-network inputs besides the observation: one-hots of the previous action and of
-    j, and the previous extrinsic and intrinsic rewards."""
+def q_network_inputs(num_actions: int, config: NguConfig) -> dict:
+    """recurrent_network_for's arguments besides the observation shape and actions: NGU's
+    inputs (one-hots of the previous action and of j, the previous extrinsic and intrinsic
+    rewards), and the torso and LSTM size of `config`."""
     return {
-        "one_hot_inputs": (("prev_action", num_actions), ("policy_index", num_policies)),
+        "one_hot_inputs": (("prev_action", num_actions), ("policy_index", config.num_policies)),
         "scalar_inputs": ("reward", "intrinsic_reward"),
+        "torso": config.torso,
+        "lstm_size": config.lstm_size,
     }
 
 
@@ -195,12 +199,18 @@ def build_network(
 ) -> NguNetworks:
     """NGU's one network builder, used by actors, the learner and eval_agent alike."""
     q = recurrent_network_for(
-        observation_shape, num_actions, **q_network_inputs(num_actions, config.num_policies)
+        observation_shape, num_actions, **q_network_inputs(num_actions, config)
     )
-    return NguNetworks(
-        q,
-        EmbeddingNetwork(observation_shape, num_actions, config.embedding_size),
-        RndNetworks(observation_shape),
+    return NguNetworks(q, *novelty_networks(config, observation_shape, num_actions))
+
+
+def novelty_networks(
+    config: NguConfig, observation_shape: tuple[int, ...], num_actions: int
+) -> tuple[EmbeddingNetwork, RndNetworks]:
+    """NGU's embedding and RND networks (Agent57's too), with the Q-network's torso."""
+    return (
+        EmbeddingNetwork(observation_shape, num_actions, config.embedding_size, torso=config.torso),
+        RndNetworks(observation_shape, torso=config.torso),
     )
 
 

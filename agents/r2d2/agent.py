@@ -79,8 +79,9 @@ def build_network(
     config: R2d2Config, observation_shape: tuple[int, ...], num_actions: int
 ) -> RecurrentQNetwork:
     """R2D2's one network builder, used by actors, the learner and eval_agent alike."""
-    del config  # The architecture is fixed by the paper; kept for the shared signature.
-    return recurrent_network_for(observation_shape, num_actions)
+    return recurrent_network_for(
+        observation_shape, num_actions, torso=config.torso, lstm_size=config.lstm_size
+    )
 
 
 class Actor(RecurrentEpsilonGreedyActor):

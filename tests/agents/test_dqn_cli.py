@@ -349,8 +349,20 @@ def test_resume_with_incompatible_flags_fails_and_keeps_files(pong_run, tmp_path
         (["--min_replay_size=10", "--batch_size=32"], ["min_replay_size", "batch_size"]),
         (["--device=tpu"], ["--device", "tpu"]),
         (["--no_such_flag=1"], ["no_such_flag"]),
+        (["--run_label=../a"], ["--run_label", "../a"]),
+        (["--learning_rate=-0.001"], ["learning_rate", "-0.001"]),
     ],
-    ids=["unknown_game", "zero_iterations", "not_a_number", "discount", "replay", "device", "flag"],
+    ids=[
+        "unknown_game",
+        "zero_iterations",
+        "not_a_number",
+        "discount",
+        "replay",
+        "device",
+        "flag",
+        "label_with_a_path",
+        "negative_learning_rate",
+    ],
 )
 def test_run_atari_bad_input_is_one_line_error(tmp_path, args, expected):
     dirs = _run_dirs(tmp_path)

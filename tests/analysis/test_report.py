@@ -4,6 +4,7 @@ bootstrap intervals, run records, and `python -m report` end to end on synthetic
 from __future__ import annotations
 
 import csv
+import json
 import math
 import pathlib
 import subprocess
@@ -390,6 +391,33 @@ def test_report_on_two_csvs_of_the_same_run_is_a_one_line_error(tmp_path):
     write_run(tmp_path / "b", "dqn", "Pong", 1, 2)  # A copy of the run elsewhere.
     with pytest.raises(report.ReportError, match="are both dqn on Pong with seed 1"):
         report.load_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+
+
+def write_labelled_run(root: pathlib.Path, agent: str, label: str, seed: int) -> None:
+    """A run trained with --run_label: its directory and record carry the label."""
+    csv_path = root / f"{agent}-{label}" / "Pong" / f"seed_{seed}" / "results.csv"
+    run_record.claim(csv_path, run_record.RunRecord(agent, "Pong", seed, 4, 2, label=label))
+    writer = MetricsWriter(csv_path, None, frames_per_step=4)
+    writer.write(1, STEPS_PER_ITERATION, {"eval/episode_return": 1.0})
+    writer.close()
+
+
+def test_two_labelled_configurations_of_one_agent_are_reported_side_by_side(tmp_path):
+    write_run(tmp_path, "r2d2", "Pong", 3, 2)
+    write_labelled_run(tmp_path, "r2d2", "nstep3", seed=3)  # Same agent, game and seed.
+    groups = report.group_runs(report.load_runs([tmp_path], tmp_path / "out"))
+    assert sorted(groups) == [("r2d2", "Pong"), ("r2d2-nstep3", "Pong")]
+    assert [run.record.label for run in groups[("r2d2-nstep3", "Pong")]] == ["nstep3"]
+
+
+def test_a_run_record_without_a_label_reads_as_unlabelled(tmp_path):
+    csv_path = tmp_path / "results.csv"
+    run_record.claim(csv_path, run_record.RunRecord("dqn", "Pong", 1, 4, 2))
+    path = run_record.record_path(csv_path)
+    fields = json.loads(path.read_text())
+    del fields["label"]  # As records written before labels existed.
+    path.write_text(json.dumps(fields))
+    assert run_record.read(csv_path).variant == "dqn"
 
 
 def test_report_on_a_game_without_published_scores_leaves_its_hns_empty_with_a_note(tmp_path):

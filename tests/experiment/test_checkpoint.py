@@ -229,3 +229,31 @@ def test_run_checkpointer_refuses_fresh_run_over_checkpoints_and_resumes_latest(
     other_game = RunCheckpointer(run_dir, {**METADATA, "environment_name": "Breakout"}, True)
     with pytest.raises(CheckpointError, match="environment_name"):
         other_game.load_latest()
+
+
+def test_a_run_label_names_its_own_directory_beside_the_unlabelled_run(tmp_path):
+    plain = checkpoint.run_directory(tmp_path, "ngu", "Pong", 3)
+    labelled = checkpoint.run_directory(tmp_path, "ngu", "Pong", 3, "nstep3")
+    assert plain == tmp_path / "ngu" / "Pong" / "seed_3"
+    assert labelled == tmp_path / "ngu-nstep3" / "Pong" / "seed_3"
+
+
+@pytest.mark.parametrize("label", ["a/b", "../up", "..", ".hidden", "a b", "x" * 65])
+def test_a_run_label_that_is_not_a_plain_name_is_a_one_line_error(label):
+    with pytest.raises(checkpoint.CheckpointError, match="--run_label") as error:
+        checkpoint.run_directory(pathlib.Path("runs"), "ngu", "Pong", 3, label)
+    assert "\n" not in str(error.value)
+
+
+def test_eval_agent_reads_the_config_of_a_checkpoint_that_predates_added_settings():
+    import dataclasses
+
+    from agents.dqn.agent import DqnConfig
+    from agents.r2d2.agent import R2d2Config
+    from experiment.evaluate_checkpoint import config_from_checkpoint
+
+    for config_cls in (DqnConfig, R2d2Config):
+        saved = dataclasses.asdict(config_cls())
+        for added in ("torso", "lstm_size"):
+            saved.pop(added, None)  # As written before those settings existed.
+        assert config_from_checkpoint(config_cls, {"config": saved}) == config_cls()
