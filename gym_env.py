@@ -13,8 +13,9 @@ stepped together, returning :class:`TimeStep` batches. It adapts any gymnasium
 * Any other Gymnasium environment with Discrete actions, named by its registered id
   (``CartPole-v1``, or ``module:EnvName-v0``, which imports ``module`` first so that it can
   register its environments; ``MinAtar/<Game>-v0`` and ``-v1`` register MinAtar's games on
-  first use, see minatar_envs.py): a ``SyncVectorEnv`` of ``gym.make(id)``, observations
-  adapted by kind (gym_observations.py), each kind with its torso (``--torso=auto``):
+  first use, see environments/minatar_games.py): a ``SyncVectorEnv`` of ``gym.make(id)``,
+  observations adapted by kind (environments/observations.py), each kind with its torso
+  (``--torso=auto``):
 
   - a 1-D ``Box`` (a vector) becomes float32 ``[D]``: the MLP torso;
   - a colour or grayscale uint8 image, ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with C in
@@ -30,7 +31,7 @@ stepped together, returning :class:`TimeStep` batches. It adapts any gymnasium
     (then ``[S, C, H, W]``). The channel axis is the smaller of the first and last (the last on
     a tie). Below 36x36 it gets the MinAtar torso (Young & Tian 2019), else the Nature conv
     torso; a frame of 36x36 or more always keeps the stack axis, ``[S, C, H, W]`` with S = 1
-    too, so that no one reads it as a stack of 2-D frames (gym_observations.frame_layout).
+    too, so that no one reads it as a stack of 2-D frames (environments.observations.frame_layout).
     Recordings colour each channel (``render()`` needs no render mode of the environment);
   - anything else (continuous actions, Dict/Tuple/Discrete observations, float images)
     raises :class:`UnsupportedEnvironmentError` naming what is unsupported.
@@ -75,9 +76,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-import minatar_envs
-from experiment.errors import UnknownEnvironmentError, UnsupportedEnvironmentError
-from gym_observations import (
+from environments import minatar_games
+from environments.observations import (
     LARGE_IMAGE_SIZE,
     ChannelsFirst,
     Float32Observation,
@@ -90,6 +90,7 @@ from gym_observations import (
     one_line,
     rgb_frame,
 )
+from experiment.errors import UnknownEnvironmentError, UnsupportedEnvironmentError
 
 __all__ = [
     "AtariConfig",
@@ -547,14 +548,14 @@ def check_gymnasium_id(name: str) -> None:
             ) from None
     if env_id.startswith("ALE/"):
         _register_ale()
-    minatar = minatar_envs.is_minatar_id(env_id)
-    if minatar:  # Registered on first use, in whichever process meets the id.
-        minatar_envs.register(name)
+    is_minatar = minatar_games.is_minatar_id(env_id)
+    if is_minatar:  # Registered on first use, in whichever process meets the id.
+        minatar_games.register(name)
     if env_id in gym.registry:
         return
-    if minatar:  # Matched on the game part alone: every candidate shares the prefix.
-        prefix, hint = minatar_envs.PREFIX, minatar_envs.HINT
-        games = [i.removeprefix(prefix) for i in minatar_envs.registered_ids()]
+    if is_minatar:  # Matched on the game part alone: every candidate shares the prefix.
+        prefix, hint = minatar_games.PREFIX, minatar_games.HINT
+        games = [i.removeprefix(prefix) for i in minatar_games.registered_ids()]
         game = _suggest(env_id[len(prefix) :], games)
         suggestion = None if game is None else prefix + game
     else:
@@ -587,7 +588,7 @@ def _make_gymnasium(
         with warnings.catch_warnings():
             if render:  # gym.make warns about an unknown render mode; checked just below.
                 warnings.simplefilter("ignore")
-            if minatar_envs.is_minatar_id(_split_gymnasium_id(name)[1]):
+            if minatar_games.is_minatar_id(_split_gymnasium_id(name)[1]):
                 # MinAtar's v0 and v1 are two action sets, not an old and a new version.
                 warnings.filterwarnings("ignore", message=".*is out of date")
             env = gym.make(name, render_mode="rgb_array" if render else None, **env_kwargs)

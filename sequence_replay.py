@@ -34,7 +34,8 @@ import numpy as np
 
 from distributed.frame_decoding import FrameDecoder, ProcessFrameDecoder, decode_frames_into
 from frame_codec import compress_frame, frame_nbytes, frame_to_bytes, frames_from_rows
-from replay import PrioritizedSampler, sub_state
+from prioritized_sampler import PrioritizedSampler
+from replay import sub_state
 
 __all__ = [
     "Chunk",

@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from replay import PrioritizedSampler, TransitionReplay
+from prioritized_sampler import PrioritizedSampler
+from replay import TransitionReplay
 
 BATCH_SIZE = 64
 PRIORITY_EXPONENT = 0.6

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from environments.observations import frame_layout
 from exploration.novelty import RunningMeanStd, lifelong_multiplier
-from gym_observations import frame_layout
 from networks.value import choose_torso, make_torso
 
 
@@ -59,7 +59,7 @@ class EmbeddingNetwork(nn.Module):
 class RndNetworks(nn.Module):
     """Random network distillation (Burda et al. 2019) on one frame: the newest of a stack
     ([1, 84, 84] of an Atari stack), or the whole observation when it has no stack (a vector, a
-    MinAtar [C, 10, 10]), as gym_observations.frame_layout reads the shape.
+    MinAtar [C, 10, 10]), as environments.observations.frame_layout reads the shape.
 
     err(x) = ‖ĝ(x) − g(x)‖², g a fixed random target and ĝ the trained predictor, both torso ->
     FC `output_size` (128). The input is normalised by running per-element mean and std and

@@ -2,8 +2,8 @@
 Atari-sized images, MinAtar's small conv net for multi-channel grids, an MLP for vectors.
 
 Which torso an observation gets (`choose_torso`): ``auto`` reads the shape, as
-gym_observations.frame_layout does: images (3-D or 4-D) whose H and W are 36 or more get the
-Nature torso, smaller ones the MinAtar torso, vectors the MLP; ``nature``, ``minatar`` and
+environments.observations.frame_layout does: images (3-D or 4-D) whose H and W are 36 or more
+get the Nature torso, smaller ones the MinAtar torso, vectors the MLP; ``nature``, ``minatar`` and
 ``mlp`` force one (the MLP takes any shape, flattened), and a torso that cannot take the
 observation is a one-line ConfigError.
 """
@@ -15,8 +15,8 @@ import math
 import torch
 from torch import nn
 
+from environments.observations import LARGE_IMAGE_SIZE
 from experiment.errors import ConfigError
-from gym_observations import LARGE_IMAGE_SIZE
 
 TORSOS = ("auto", "nature", "minatar", "mlp")
 # LSTM units of the recurrent agents when lstm_size is 0: R2D2's 512 after the Nature torso, the

@@ -15,7 +15,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import gym_env
-import gym_observations
+from environments import observations
 from gym_env import (
     AtariConfig,
     EnvironmentBatch,
@@ -597,17 +597,17 @@ def _two_colour_picture() -> np.ndarray:
 
 def test_grayscale_resize_uses_luma_and_treats_every_layout_alike():
     picture = _two_colour_picture()
-    frame = gym_observations.grayscale_resize(picture, "HWC", 84)
+    frame = observations.grayscale_resize(picture, "HWC", 84)
     assert frame.shape == (84, 84) and frame.dtype == np.uint8
     # ITU-R 601 luma: red 0.299 * 255 = 76, blue 0.114 * 255 = 29; halves stay halves.
     assert (frame[:, :40] == 76).all() and (frame[:, 44:] == 29).all()
-    chw = gym_observations.grayscale_resize(np.moveaxis(picture, -1, 0), "CHW", 84)
+    chw = observations.grayscale_resize(np.moveaxis(picture, -1, 0), "CHW", 84)
     rgba = np.concatenate([picture, np.full((16, 20, 1), 9, np.uint8)], axis=-1)
     np.testing.assert_array_equal(chw, frame)
-    np.testing.assert_array_equal(gym_observations.grayscale_resize(rgba, "HWC", 84), frame)
+    np.testing.assert_array_equal(observations.grayscale_resize(rgba, "HWC", 84), frame)
     gray = np.where(np.arange(20) < 10, 76, 29).astype(np.uint8)[None].repeat(16, 0)
-    np.testing.assert_array_equal(gym_observations.grayscale_resize(gray, "HW", 84), frame)
-    resized = gym_observations.grayscale_resize(gray[..., None], "HWC", 84)
+    np.testing.assert_array_equal(observations.grayscale_resize(gray, "HW", 84), frame)
+    resized = observations.grayscale_resize(gray[..., None], "HWC", 84)
     np.testing.assert_array_equal(resized, frame)
 
 
@@ -618,7 +618,7 @@ def test_image_observations_become_zero_padded_grayscale_stacks(layout):
         picture = np.moveaxis(picture, -1, 0)
     space = gym.spaces.Box(0, 255, picture.shape, np.uint8)
     spec = _fake_spec(observation_space=space, observation=picture)
-    expected = gym_observations.grayscale_resize(_two_colour_picture(), "HWC", 84)
+    expected = observations.grayscale_resize(_two_colour_picture(), "HWC", 84)
     with spec.create(1, seed=0) as env:
         assert env.observation_shape == (4, 84, 84) and env.observation_dtype == np.uint8
         first = env.reset().observation[0]
@@ -735,7 +735,7 @@ def test_spawned_process_imports_the_module_of_a_module_id():
     ],
 )
 def test_multi_channel_layout_takes_the_smaller_end_axis_as_channels(space, layout):
-    assert gym_observations.multi_channel_layout(space) == layout
+    assert observations.multi_channel_layout(space) == layout
 
 
 @pytest.mark.parametrize(
@@ -750,7 +750,7 @@ def test_multi_channel_layout_takes_the_smaller_end_axis_as_channels(space, layo
     ],
 )
 def test_frame_layout_reads_every_observation_kind(shape, frame_shape, stack, stack_axis):
-    layout = gym_observations.frame_layout(shape)
+    layout = observations.frame_layout(shape)
     assert layout == (frame_shape, stack, stack_axis)
     assert layout.is_vector == (len(shape) == 1)
 
@@ -803,10 +803,10 @@ def test_multi_channel_frames_are_drawn_one_colour_per_channel():
     frame = np.zeros((3, 10, 10), dtype=bool)
     frame[0, 0, 0] = frame[1, 0, 1] = frame[2, 9, 9] = True
     frame[0, 9, 9] = True  # two channels in one cell: the higher one is drawn
-    picture = gym_observations.channel_picture(frame)
+    picture = observations.channel_picture(frame)
     assert picture.shape == (320, 320, 3) and picture.dtype == np.uint8  # 32 x 32 per cell
     cell = picture[::32, ::32]  # one pixel per cell
-    colours = gym_observations.CHANNEL_COLOURS
+    colours = observations.CHANNEL_COLOURS
     np.testing.assert_array_equal(cell[0, 0], colours[0])
     np.testing.assert_array_equal(cell[0, 1], colours[1])
     np.testing.assert_array_equal(cell[9, 9], colours[2])
@@ -825,7 +825,7 @@ def test_multi_channel_environments_render_their_channels_without_a_render_mode(
     with spec.create(1, seed=0, render=True) as env:
         env.reset()
         frame = env.render()
-        expected = gym_observations.channel_picture(np.moveaxis(observation, -1, 0))
+        expected = observations.channel_picture(np.moveaxis(observation, -1, 0))
         np.testing.assert_array_equal(frame, expected)
         assert frame.shape == (320, 320, 3)
 

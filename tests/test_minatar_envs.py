@@ -1,6 +1,7 @@
 """MinAtar by its ids: MinAtar/<Game>-v0 and -v1 registered on first use (also in a spawned
 process), observations [C, 10, 10] bool, coloured recordings, and one-line errors for an
-unknown game or a missing minatar package (minatar_envs.py with gym_env's name checks)."""
+unknown game or a missing minatar package (environments/minatar_games.py with gym_env's name
+checks)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import pytest
 from cli_support import one_error_line, output_flags, run_module, subprocess_env, tiny_flags
 
 import gym_env
-import gym_observations
-import minatar_envs
+from environments import minatar_games, observations
 from gym_env import UnknownEnvironmentError
 
 GAMES = {"Asterix": 4, "Breakout": 4, "Freeway": 7, "Seaquest": 10, "SpaceInvaders": 6}  # C
@@ -46,7 +46,7 @@ def test_every_game_and_version_is_a_name_and_a_bare_game_still_means_atari():
         for version in (0, 1):
             gym_env.check_environment_name(f"MinAtar/{game}-v{version}")
     assert gym_env.is_atari_game("Breakout") and not gym_env.is_atari_game("MinAtar/Breakout-v1")
-    assert sorted(minatar_envs.registered_ids()) == sorted(
+    assert sorted(minatar_games.registered_ids()) == sorted(
         f"MinAtar/{game}-v{v}" for game in GAMES for v in (0, 1)
     )
     with gym_env.EnvSpec(classic_name="MinAtar/Breakout-v0").create(1, seed=0) as env:
@@ -75,7 +75,7 @@ def test_an_unknown_minatar_game_suggests_among_the_minatar_ids(name, suggestion
 
 
 def test_a_missing_minatar_package_is_one_line(monkeypatch):
-    for env_id in minatar_envs.registered_ids():
+    for env_id in minatar_games.registered_ids():
         monkeypatch.delitem(gym.registry, env_id)
     monkeypatch.setitem(sys.modules, "minatar", None)  # `import minatar` now fails
     monkeypatch.setitem(sys.modules, "minatar.gym", None)
@@ -102,13 +102,13 @@ def test_recordings_colour_each_channel_at_320_pixels():
         observation = env.reset().observation[0]
         frame = env.render()
     assert frame.shape == (320, 320, 3) and frame.dtype == np.uint8
-    np.testing.assert_array_equal(frame, gym_observations.channel_picture(observation))
+    np.testing.assert_array_equal(frame, observations.channel_picture(observation))
     cells = frame[::32, ::32].reshape(-1, 3)
     drawn = {tuple(c) for c in cells} - {(0, 0, 0)}
     # Each channel present in some cell (and on top there) shows its own colour.
     highest = len(observation) - 1 - np.argmax(observation[::-1], axis=0)
     top = np.where(observation.any(0), highest, -1)
-    expected = {tuple(gym_observations.CHANNEL_COLOURS[c]) for c in np.unique(top[top >= 0])}
+    expected = {tuple(observations.CHANNEL_COLOURS[c]) for c in np.unique(top[top >= 0])}
     assert drawn == expected and len(drawn) >= 2
 
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from frame_codec import frame_nbytes, frame_to_bytes, frames_from_rows
-from replay import (
-    NStepAccumulator,
-    PrioritizedSampler,
-    SumTree,
-    TransitionReplay,
+from frame_codec import (
     compress_frame,
     decompress_frame,
+    frame_nbytes,
+    frame_to_bytes,
+    frames_from_rows,
 )
+from prioritized_sampler import PrioritizedSampler, SumTree
+from replay import NStepAccumulator, TransitionReplay
 
 # --------------------------------------------------------------------------------------------
 # Synthetic environment streams

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from replay import decompress_frame
+from frame_codec import decompress_frame
 from sequence_replay import (
     Chunk,
     ChunkBuilder,

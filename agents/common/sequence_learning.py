@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from environments.observations import frame_layout
 from experiment.errors import ConfigError, require_positive
-from gym_observations import frame_layout
 from networks.value import check_torso_name
 from sequence_replay import ChunkBuilder, Column, SequenceAssembler, SequenceBatch, SequenceReplay
 
@@ -124,8 +124,9 @@ def make_sequence_replay(
     seed: int,
     columns: Sequence[Column],
 ) -> SequenceReplay:
-    """One frame per step (gym_observations.frame_layout): an image stack's newest 2-D frame,
-    or the whole observation (a vector, a MinAtar [C, H, W]); all but vectors compressed."""
+    """One frame per step (environments.observations.frame_layout): an image stack's newest
+    2-D frame, or the whole observation (a vector, a MinAtar [C, H, W]); all but vectors
+    compressed."""
     layout = frame_layout(observation_shape)
     return SequenceReplay(
         capacity=config.replay_capacity,

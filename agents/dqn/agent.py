@@ -16,11 +16,11 @@ import torch
 import value_learning
 from agents.common.schedules import LinearSchedule
 from agents.common.target_learner import TargetNetworkLearner
+from environments.observations import frame_layout
 from experiment.checkpoint import numpy_rng_state, restore_numpy_rng
 from experiment.errors import ConfigError, require_positive
 from experiment.seeding import derive_seed
 from greedy_actors import epsilon_greedy_actions
-from gym_observations import frame_layout
 from networks.value import QNetwork, check_torso_name, q_network_for
 from replay import TransitionReplay
 
@@ -130,7 +130,7 @@ def make_replay(
     observation_dtype: np.dtype,
     seed: int,
 ) -> TransitionReplay:
-    """Replay storing one frame per step (gym_observations.frame_layout): an image stack's
+    """Replay storing one frame per step (environments.observations.frame_layout): an image stack's
     newest 2-D frame, or the whole observation (a vector, a MinAtar [C, H, W]); all but vectors
     compressed (bool frames bit-packed first)."""
     layout = frame_layout(observation_shape)

@@ -19,7 +19,7 @@ from cli_support import (
     video_frames,
 )
 
-import gym_observations
+from environments import observations
 
 GAME = "MinAtar/Breakout-v1"  # [4, 10, 10] bool, 3 actions
 
@@ -73,7 +73,7 @@ def test_dqn_trains_on_a_minatar_id_and_eval_agent_records_it(tmp_path):
     assert all(frame.shape == (320, 320, 3) for frame in frames)  # 10 x 10 cells of 32 pixels
     # One pixel per cell (cv2 reads BGR), each near black or a channel's colour (mp4 is lossy).
     cells = frames[0][16::32, 16::32, ::-1].reshape(-1, 1, 3).astype(int)
-    palette = np.concatenate([[(0, 0, 0)], gym_observations.CHANNEL_COLOURS]).astype(int)
+    palette = np.concatenate([[(0, 0, 0)], observations.CHANNEL_COLOURS]).astype(int)
     distance = np.abs(cells - palette[None]).sum(-1)  # [cells, 11]
     assert (distance.min(axis=1) < 60).all()
     assert len(set(distance.argmin(axis=1))) >= 3  # black and two channels (paddle, bricks)

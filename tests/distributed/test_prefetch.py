@@ -19,7 +19,7 @@ import toy_envs  # noqa: F401  (registers SparseGridRoom-v0)
 from agents.r2d2.agent import ActorFactory, R2d2Config, build_learner
 from distributed.frame_decoding import ProcessFrameDecoder, decode_frames_into
 from distributed.prefetch import BatchPrefetcher
-from replay import compress_frame
+from frame_codec import compress_frame
 
 CARTPOLE = gym_env.EnvSpec(classic_name="CartPole-v1")
 # Image observations: stored as snappy frames, so prefetching decodes in processes.

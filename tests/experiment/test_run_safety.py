@@ -124,7 +124,6 @@ def test_named_changes_are_accepted_and_only_those():
         hyperparameters.check_resume(SAVED, current, ["learning_rate"], "ckpt")
 
 
-
 def test_a_checkpoint_that_predates_a_setting_resumes_at_the_value_it_was_trained_with():
     # SAVED has no torso or lstm_size: it was written before they existed.
     current = {**SAVED, "torso": "auto", "lstm_size": 0}
@@ -133,6 +132,7 @@ def test_a_checkpoint_that_predates_a_setting_resumes_at_the_value_it_was_traine
         hyperparameters.check_resume(SAVED, {**current, "torso": "minatar"}, [], "ckpt")
     with pytest.raises(hyperparameters.ConfigChangeError, match="dueling"):  # Only added ones.
         hyperparameters.check_resume({"learning_rate": 1e-4}, SAVED, [], "ckpt")
+
 
 def test_allowing_an_unknown_name_is_an_error():
     with pytest.raises(hyperparameters.ConfigChangeError, match="lerning_rate, which is not"):

@@ -7,7 +7,7 @@ The ``minatar`` package defines these environments but registers them only when
 process meets a ``MinAtar/`` id (gym_env's name checks call it, so a freshly spawned actor
 process registers them too), and turns a missing package into one line.
 
-Observations are ``(10, 10, C)`` bool object planes; gym_observations.py turns them into
+Observations are ``(10, 10, C)`` bool object planes; environments/observations.py turns them into
 channels-first ``[C, 10, 10]`` bool without stacking frames (MinAtar encodes motion in trail
 channels), and records them by colouring each channel itself (MinAtar's own ``rgb_array``
 needs seaborn).
@@ -22,8 +22,8 @@ from collections.abc import Iterator
 
 import gymnasium as gym
 
+from environments.observations import one_line
 from experiment.errors import UnknownEnvironmentError
-from gym_observations import one_line
 
 __all__ = ["HINT", "PREFIX", "is_minatar_id", "register", "registered_ids"]
 
