@@ -151,14 +151,26 @@ def parse_seeds(text: str) -> dict[str, list[int]]:
     return seeds
 
 
-def print_table(out: pathlib.Path) -> None:
+def print_table(out: pathlib.Path, markdown: bool = False) -> None:
+    """Every (run, setting) with its seeds' headlines; --markdown: one Markdown table per run."""
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     table: dict[tuple[str, str], dict[int, float]] = {}
     for row in rows:
         table.setdefault((row["run"], row["setting"]), {})[row["seed"]] = row["headline"]
-    for (run, setting), by_seed in sorted(table.items()):
-        cells = ", ".join(f"{seed}: {by_seed[seed]:g}" for seed in sorted(by_seed))
-        print(f"{run:14s} {setting:8s} {cells}")
+    if not markdown:
+        for (run, setting), by_seed in sorted(table.items()):
+            cells = ", ".join(f"{seed}: {by_seed[seed]:g}" for seed in sorted(by_seed))
+            print(f"{run:14s} {setting:8s} {cells}")
+        return
+    for run in sorted({run for run, _ in table}):
+        settings = [s for s in SETTINGS if (run, s) in table]
+        seeds = sorted({seed for s in settings for seed in table[(run, s)]})
+        print(f"\n{run}\n\n| setting | " + " | ".join(f"seed {s}" for s in seeds) + " |")
+        print("|---" * (len(seeds) + 1) + "|")
+        for setting in settings:
+            by_seed = table[(run, setting)]
+            cells = [f"{by_seed[s]:g}" if s in by_seed else "–" for s in seeds]
+            print(f"| {setting} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -169,10 +181,11 @@ def main() -> None:
     parser.add_argument("--out", default="learning_spread.jsonl", help="JSON lines to append")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     parser.add_argument("--table_only", action="store_true", help="print the table of --out")
+    parser.add_argument("--markdown", action="store_true", help="print it as Markdown tables")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     if args.table_only:
-        print_table(out)
+        print_table(out, args.markdown)
         return
     names = [name for name in args.runs.split(",") if name]
     unknown = [name for name in names if name not in RUNS]
