@@ -111,7 +111,8 @@ def summarise(run: str, result) -> float:
     """A run's headline: the mean greedy score (learning runs) or the goal games."""
     if RUNS[run][1] == "goal_episodes":
         return float(result[0])
-    return float(sum(result) / len(result))
+    final = result["final"] if isinstance(result, dict) else result
+    return float(sum(final) / len(final))
 
 
 def worker_main(setting: str, runs: list[tuple[str, int]], out: pathlib.Path) -> None:

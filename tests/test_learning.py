@@ -24,7 +24,11 @@ def greedy_returns(env, actor, num_episodes: int) -> list[float]:
     return tracker.episode_returns[:num_episodes]
 
 
-def train_dqn_on(env_name: str, hide_velocity: bool, num_steps: int, seed: int):
+def train_dqn_on(
+    env_name: str, hide_velocity: bool, num_steps: int, seed: int, eval_steps: int = 0
+):
+    """Trains DQN for `num_steps` in iterations of 5,000 steps, each followed by `eval_steps`
+    of greedy play; returns (learner, evaluation environment, each iteration's row)."""
     torch.manual_seed(seed)
     config = DqnConfig(
         n_step=3,
@@ -55,8 +59,8 @@ def train_dqn_on(env_name: str, hide_velocity: bool, num_steps: int, seed: int):
         CPU,
         num_steps,
     )
-    run_single_thread_training(
-        schedule=IterationSchedule(num_steps // 5_000, 5_000, 0),
+    rows = run_single_thread_training(
+        schedule=IterationSchedule(num_steps // 5_000, 5_000, eval_steps),
         actor=actor,
         learner=learner,
         agent_steps_per_update=config.agent_steps_per_update,
@@ -66,15 +70,17 @@ def train_dqn_on(env_name: str, hide_velocity: bool, num_steps: int, seed: int):
         save_checkpoint=lambda iteration, steps: None,
         writer=MetricsWriter(None, None),
     )
-    return learner, eval_env
+    return learner, eval_env, rows
 
 
-def dqn_cartpole_returns(seed: int) -> list[float]:
-    """Greedy scores of 20 CartPole games after DQN's 25,000 training steps."""
-    learner, eval_env = train_dqn_on(
-        "CartPole-v1", hide_velocity=False, num_steps=25_000, seed=seed
+def dqn_cartpole_returns(seed: int) -> dict[str, list[float]]:
+    """DQN on CartPole-v1 for 25,000 steps: the mean greedy score of each iteration's
+    evaluation (at least 5 games), and the scores of 20 games after training."""
+    learner, eval_env, rows = train_dqn_on(
+        "CartPole-v1", hide_velocity=False, num_steps=25_000, seed=seed, eval_steps=2_550
     )
-    return greedy_returns(eval_env, EpsilonGreedyActor(learner.network, 0.0, 0, CPU), 20)
+    final = greedy_returns(eval_env, EpsilonGreedyActor(learner.network, 0.0, 0, CPU), 20)
+    return {"per_iteration": [row["eval/episode_return"] for row in rows], "final": final}
 
 
 @pytest.mark.slow
@@ -146,7 +152,7 @@ def r2d2_memory_task_returns(seed: int) -> list[float]:
 
 def dqn_memory_task_returns(seed: int) -> list[float]:
     """Greedy scores of 10 games after feed-forward DQN's training on the memory task."""
-    dqn, eval_env = train_dqn_on(
+    dqn, eval_env, _ = train_dqn_on(
         "CartPole-v1", hide_velocity=True, num_steps=MEMORY_BUDGET, seed=seed
     )
     return greedy_returns(eval_env, EpsilonGreedyActor(dqn.network, 0.0, 0, CPU), 10)
