@@ -267,6 +267,13 @@ def masked_mean_per_sequence(values: torch.Tensor, mask: torch.Tensor) -> torch.
     return (values * mask).sum(0) / mask.sum(0).clamp(min=1.0)
 
 
+def largest_rewards(reward: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[T, B] rewards, [T, B] bool mask -> [B] the largest reward of each sequence's valid
+    steps (-inf where none). Logged as what replay still holds: on a deceptive task, whether
+    the sampled sequences still reach the far reward or only the distractor."""
+    return torch.where(mask, reward, torch.full_like(reward, -torch.inf)).amax(dim=0)
+
+
 def final_valid_rows(mask: torch.Tensor) -> torch.Tensor:
     """[T, B] bool mask -> [T, B] bool: the last valid row of each item that ends before the
     batch does (its episode ended there). Items valid up to the last row have none."""

@@ -24,6 +24,7 @@ from agents.common.sequence_learning import (
     bootstrap_through_padding,
     build_sequence_learner,
     forward_fill_padding,
+    largest_rewards,
     masked_mean_per_sequence,
     sequence_batch_to_device,
     unroll_sequences,
@@ -198,6 +199,10 @@ class Learner(TargetNetworkLearner):
         )
         self.replay.update_priorities(keys, priorities)
         stats["td_error_abs"] = masked_mean_per_sequence(abs_td, mask).mean()
+        best = largest_rewards(tensors["reward"][self.config.burn_in + 1 :], mask)
+        valid = torch.isfinite(best)
+        stats["sampled_largest_reward"] = best[valid].mean() if valid.any() else torch.nan
+        stats["sampled_rewarded_share"] = (best > 0).float().mean()
         return {k: float(torch.as_tensor(v).detach()) for k, v in (stats | losses).items()}
 
     def head_td_errors(

@@ -15,6 +15,7 @@ from agents.common.sequence_learning import (
     bootstrap_through_padding,
     final_valid_rows,
     forward_fill_padding,
+    largest_rewards,
 )
 from exploration.novelty import (
     EpisodicConfig,
@@ -277,3 +278,14 @@ def test_retrace_cuts_the_trace_at_the_final_step_so_a_truncation_bootstraps():
     c0 = 0.95 * min(1.0, 0.5 / 0.5)
     expected0 = 1.0 + 0.9 * (e_q0 - c0 * 3.0 + c0 * (2.0 + 0.9 * e_q1))
     assert returns[0, 0].item() == pytest.approx(expected0, rel=1e-6)
+
+
+def test_largest_rewards_reads_only_the_valid_steps_of_each_sequence():
+    # Sequence 0 reached the far reward (1.0); sequence 1 only the distractor (0.1), and its
+    # padding after the episode's end holds a stale 1.0 that must not count; sequence 2 is
+    # all padding.
+    reward = torch.tensor([[0.0, 0.1, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 5.0]])
+    mask = torch.tensor([[True, True, False], [True, True, False], [True, False, False]])
+    best = largest_rewards(reward, mask)
+    assert best[:2].tolist() == pytest.approx([1.0, 0.1])
+    assert best[2] == -torch.inf
