@@ -57,6 +57,15 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         list(range(8)),
         45,
     ),
+    # NGU in the deadly room with its default policy assignment (drawn per episode), where the
+    # test fixes it (App. A): how much the assignment matters there.
+    "ngu_deadly_drawn": (
+        "learning_spread",
+        "ngu_goal_episodes_with_drawn_policies",
+        (),
+        list(range(8)),
+        45,
+    ),
     "r2d2_deadly": (
         "test_exploration",
         "goal_episodes",
@@ -72,6 +81,19 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         70,
     ),
 }
+
+
+def ngu_goal_episodes_with_drawn_policies(seed: int) -> tuple[int, int]:
+    """test_exploration's NGU deadly-room run, with j drawn per episode (NGU's default)."""
+    import dataclasses
+
+    import test_exploration
+
+    fixed = test_exploration.CONFIGS["ngu"]
+    test_exploration.CONFIGS["ngu"] = lambda: dataclasses.replace(
+        fixed(), draw_policy_per_episode=True
+    )
+    return test_exploration.goal_episodes("ngu", test_exploration.DEADLY_ROOM, seed)
 
 
 def code_path_digest() -> dict[str, str]:
@@ -102,14 +124,14 @@ def run_one(run: str, seed: int):
     import torch
 
     torch.set_num_threads(1)
-    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
     module, function, leading, _, _ = RUNS[run]
     return getattr(importlib.import_module(module), function)(*leading, seed)
 
 
 def summarise(run: str, result) -> float:
     """A run's headline: the mean greedy score (learning runs) or the goal games."""
-    if RUNS[run][1] == "goal_episodes":
+    if "goal_episodes" in RUNS[run][1]:
         return float(result[0])
     final = result["final"] if isinstance(result, dict) else result
     return float(sum(final) / len(final))
