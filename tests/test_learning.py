@@ -83,13 +83,23 @@ def dqn_cartpole_returns(seed: int) -> dict[str, list[float]]:
     return {"per_iteration": [row["eval/episode_return"] for row in rows], "final": final}
 
 
+CARTPOLE_SEEDS = range(3)
+# The greedy score that DQN's evaluations on CartPole must average over CARTPOLE_SEEDS and the
+# 5 evaluations of training (random play scores about 22). DQN on CartPole oscillates: a
+# seed that scores 500 in one evaluation may score 130 in the next, and which evaluation that
+# is depends on the CPU's rounding (docs/results.md, "Learning tests across CPU code paths",
+# where the lowest such average was 340).
+CARTPOLE_MEAN = 250
+
+
 @pytest.mark.slow
 def test_dqn_learns_cartpole(learning_runs):
-    # Since ε anneals only after the warm-up (and the actor's and sampler's streams became
-    # independent), batch 64 reached 265 in 25,000 steps and 499 in 40,000; batch 128 (in
-    # train_dqn_on) reaches 500, 484 and 498 in 25,000 with seeds 0, 1 and 2.
-    returns = learning_runs[("dqn_cartpole", 0)].result()
-    assert np.mean(returns) >= 475, returns
+    curves = {
+        seed: learning_runs[("dqn_cartpole", seed)].result()["per_iteration"]
+        for seed in CARTPOLE_SEEDS
+    }
+    print(f"DQN CartPole, greedy score of each iteration's evaluation per seed: {curves}")
+    assert np.mean(list(curves.values())) >= CARTPOLE_MEAN, curves
 
 
 def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
@@ -142,11 +152,11 @@ def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
 
 
 MEMORY_BUDGET = 25_000
-MEMORY_SEEDS = range(5)
+MEMORY_SEEDS = range(4)
 # The mean greedy score over MEMORY_SEEDS that R2D2 must reach. A single seed's score is
 # chaotic: across CPU code paths a seed ends anywhere from 150 to 500 (docs/results.md,
-# "Learning tests across CPU code paths"), so the claim is about the mean of five, whose lowest
-# value there was 321.
+# "Learning tests across CPU code paths"), so the claim is about the mean of four, whose lowest
+# value there was 302.
 MEMORY_MEAN = 250
 
 
@@ -167,12 +177,12 @@ def dqn_memory_task_returns(seed: int) -> list[float]:
 # Every training run of this module, keyed (run, seed), with its rough seconds on one core.
 RUNS = {
     "r2d2_memory": (r2d2_memory_task_returns, 150),
-    "dqn_cartpole": (dqn_cartpole_returns, 120),
+    "dqn_cartpole": (dqn_cartpole_returns, 130),
     "dqn_memory": (dqn_memory_task_returns, 115),
 }
 RUNS_OF_TEST = {
     "test_r2d2_learns_a_task_that_needs_memory": [("r2d2_memory", s) for s in MEMORY_SEEDS],
-    "test_dqn_learns_cartpole": [("dqn_cartpole", 0)],
+    "test_dqn_learns_cartpole": [("dqn_cartpole", s) for s in CARTPOLE_SEEDS],
     "test_feed_forward_dqn_does_not_learn_the_memory_task": [("dqn_memory", 0)],
 }
 
@@ -196,8 +206,7 @@ def test_r2d2_learns_a_task_that_needs_memory(learning_runs):
     """CartPole with the velocities hidden: a recurrent agent infers them from the positions
     it has seen. Feed-forward DQN stays below 150 on the same task and budget (below)."""
     means = {
-        seed: float(np.mean(learning_runs[("r2d2_memory", seed)].result()))
-        for seed in MEMORY_SEEDS
+        seed: float(np.mean(learning_runs[("r2d2_memory", seed)].result())) for seed in MEMORY_SEEDS
     }
     print(f"R2D2 memory task, mean greedy score per seed: {means}")
     assert np.mean(list(means.values())) >= MEMORY_MEAN, means
