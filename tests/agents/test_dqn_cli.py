@@ -102,6 +102,7 @@ def test_run_atari_writes_checkpoints_csv_and_tensorboard(pong_run):
         "seed": 3,
         "frames_per_step": 4,
         "num_iterations": 2,
+        "label": "",  # No --run_label.
         "format_version": 1,
     }
     for column in (
