@@ -189,7 +189,10 @@ def test_run_joins_a_two_node_cluster_and_uses_both_nodes(tmp_path, two_node_clu
             "--environment_name=CartPole-v1",
             f"--ray_address={two_node_cluster.address}",
             "--num_iterations=1",
-            "--num_train_steps=400",
+            # Enough steps that the second node's actor, which starts later, delivers some:
+            # with 400, the first actor alone filled the iteration in a slower (ATEN default)
+            # run.
+            "--num_train_steps=2000",
             "--num_eval_steps=0",
             *output_flags(tmp_path),
         ],

@@ -370,30 +370,37 @@ def test_dqn_actor_explores_fully_during_warm_up():
     assert actor.epsilon == pytest.approx(0.55)
 
 
+@pytest.fixture
+def cli_signal_handlers():
+    """The handlers run_cli installs (both signals raise KeyboardInterrupt), whatever an
+    earlier test left in this process, restored afterwards."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, signal.default_int_handler)
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupt_during_an_update_lands_after_the_whole_update(signum):
-    # The CLI's handlers: both signals raise KeyboardInterrupt.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        changed = []
-        with pytest.raises(KeyboardInterrupt):
-            with interrupts_deferred():
-                changed.append("normalisers")
-                os.kill(os.getpid(), signum)
-                time.sleep(0.05)  # Long enough for an undeferred handler to have run.
-                changed.append("optimiser")
-                changed.append("update count")
-            changed.append("after the block")  # Never reached: the interrupt comes first.
-        assert changed == ["normalisers", "optimiser", "update count"]
-        # The handlers are the run's again: a second signal interrupts at once.
-        with pytest.raises(KeyboardInterrupt):
+def test_an_interrupt_during_an_update_lands_after_the_whole_update(signum, cli_signal_handlers):
+    changed = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            changed.append("normalisers")
             os.kill(os.getpid(), signum)
-            time.sleep(0.05)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            time.sleep(0.05)  # Long enough for an undeferred handler to have run.
+            changed.append("optimiser")
+            changed.append("update count")
+        changed.append("after the block")  # Never reached: the interrupt comes first.
+    assert changed == ["normalisers", "optimiser", "update count"]
+    # The handlers are the run's again: a second signal interrupts at once.
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)
 
 
-def test_a_second_interrupt_during_an_update_stops_it_at_once():
+def test_a_second_interrupt_during_an_update_stops_it_at_once(cli_signal_handlers):
     reached = []
     with pytest.raises(KeyboardInterrupt), interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
