@@ -23,6 +23,12 @@ from experiment.errors import UserError
 FLAGS = flags.FLAGS
 
 
+def define_policy_index_flag(default: int | None, help_text: str) -> None:
+    """--policy_index, for the agents with a family of policies (NGU, Agent57): which one the
+    evaluation plays; `default` None lets the agent choose."""
+    flags.DEFINE_integer("policy_index", default, help_text, lower_bound=0)
+
+
 def define_eval_flags() -> None:
     flags.DEFINE_string("environment_name", "Pong", gym_env.ENVIRONMENT_NAME_HELP)
     flags.DEFINE_string(

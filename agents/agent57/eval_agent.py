@@ -14,6 +14,7 @@ from experiment.checkpoint import CheckpointError
 from experiment.command_line import run_cli
 from experiment.evaluate_checkpoint import (
     define_eval_flags,
+    define_policy_index_flag,
     network_from_checkpoint,
     run_evaluation,
 )
@@ -21,12 +22,10 @@ from exploration.bandit import SlidingWindowUcb
 
 FLAGS = flags.FLAGS
 define_eval_flags()
-flags.DEFINE_integer(
-    "policy_index",
+define_policy_index_flag(
     None,
     "Arm (policy j) to play; default: the arm with the best mean return in the evaluator "
     "bandit's window as the checkpoint saved it (j = 0 before any evaluation).",
-    0,
 )
 
 

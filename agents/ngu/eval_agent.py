@@ -13,18 +13,17 @@ from agents.ngu.agent import NguConfig, build_network, evaluation_actor
 from experiment.command_line import run_cli
 from experiment.evaluate_checkpoint import (
     define_eval_flags,
+    define_policy_index_flag,
     network_from_checkpoint,
     run_evaluation,
 )
 
 FLAGS = flags.FLAGS
 define_eval_flags()
-flags.DEFINE_integer(
-    "policy_index",
+define_policy_index_flag(
     0,
     "Which of the N policies to play: 0 is the exploitative one (β = 0, the largest γ), "
     "N − 1 the most exploratory.",
-    0,
 )
 
 
