@@ -43,7 +43,7 @@ class RunConfig:
     def from_flags(cls, agent: str, **atari_overrides: Any) -> RunConfig:
         env_spec, eval_env_spec = environment_specs(**atari_overrides)
         root = pathlib.Path(FLAGS.checkpoint_dir)
-        label = checkpoint.check_run_label(FLAGS.run_label)
+        label = FLAGS.run_label  # run_directory refuses one that is not a plain name.
         run_dir = checkpoint.run_directory(root, agent, FLAGS.environment_name, FLAGS.seed, label)
         tb = FLAGS.tensorboard_dir
         config = cls(

@@ -182,6 +182,7 @@ class ActorFactory(ngu.ActorFactory):
     network_builder = staticmethod(build_network)
 
     def describe(self) -> list[str]:
+        # R2D2's ε ladder line, not NGU's lines on fixed or drawn j: a bandit chooses j here.
         ladder = super(ngu.ActorFactory, self).describe()
         return [*ladder, "policy j of each episode chosen by each environment's bandit"]
 
