@@ -16,13 +16,20 @@ import numpy as np
 import snappy
 
 __all__ = [
+    "SMALL_FRAME_BYTES",
     "compress_frame",
     "decompress_frame",
     "frame_nbytes",
     "frame_to_bytes",
     "frames_from_rows",
+    "is_small_frame",
     "pack_frames",
 ]
+
+SMALL_FRAME_BYTES = 128
+"""Frames of at most this many stored bytes (MinAtar's planes, bit-packed: 50 to 125) are kept
+as packed rows of one array, not snappy-compressed: snappy saves little on them, and sampling
+then gathers and unpacks a batch in two numpy calls instead of decoding each frame."""
 
 
 def frame_nbytes(shape: collections.abc.Sequence[int], dtype: np.dtype | type) -> int:
@@ -31,6 +38,11 @@ def frame_nbytes(shape: collections.abc.Sequence[int], dtype: np.dtype | type) -
     size = int(np.prod(shape))
     dtype = np.dtype(dtype)
     return -(-size // 8) if dtype == np.bool_ else size * dtype.itemsize
+
+
+def is_small_frame(shape: collections.abc.Sequence[int], dtype: np.dtype | type) -> bool:
+    """Whether a frame of `shape` and `dtype` is stored uncompressed (see SMALL_FRAME_BYTES)."""
+    return frame_nbytes(shape, dtype) <= SMALL_FRAME_BYTES
 
 
 def pack_frames(frames: np.ndarray) -> np.ndarray:

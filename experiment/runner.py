@@ -185,9 +185,12 @@ def run_single_thread_agent(agent: SingleThreadAgent, run: RunConfig) -> None:
         eval_env.close()
 
 
-def define_single_thread_agent_flags(config_cls: type) -> None:
-    """A single-thread agent's flags: the shared run flags and one flag per config field."""
-    define_run_flags()
+def define_single_thread_agent_flags(
+    config_cls: type, run_defaults: dict[str, Any] | None = None
+) -> None:
+    """A single-thread agent's flags: the shared run flags (with the agent's defaults) and one
+    flag per config field."""
+    define_run_flags(run_defaults)
     define_config_flags(config_cls)
 
 

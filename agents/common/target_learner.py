@@ -4,6 +4,7 @@ gradient steps, the periodic target copy, and the checkpointable state of all of
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -48,6 +49,7 @@ class TargetNetworkLearner:
             [{k: v for k, v in g.items() if k != "name"} for g in groups],
             lr=config.learning_rate,
             eps=config.adam_eps,
+            fused=_can_fuse(network),
         )
         self.last_grad_norms: dict[str, float] = {}
         self.max_grad_norm = config.max_grad_norm
@@ -62,27 +64,31 @@ class TargetNetworkLearner:
         gradient norm is NaN or infinite: Adam would spread a single NaN to every weight.
         """
         update = self.num_updates + 1
-        if not torch.isfinite(loss.detach()):
-            raise NonFiniteLossError("loss", loss.item(), update)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norms = [
             torch.nn.utils.clip_grad_norm_(group["params"], self.max_grad_norm)
             for group in self.optimizer.param_groups
         ]
-        grad_norm = torch.stack(norms).norm()
-        if not torch.isfinite(grad_norm):
+        # One device-to-host copy for the checks and the statistics: a small network's update
+        # is short enough that each extra synchronisation shows.
+        loss_value, *norm_values = torch.stack([loss.detach(), *norms]).tolist()
+        if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError("gradient norm", grad_norm.item(), update)
+            raise NonFiniteLossError("loss", loss_value, update)
+        grad_norm = math.sqrt(sum(n * n for n in norm_values))
+        if not math.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError("gradient norm", grad_norm, update)
         self.optimizer.step()
         self.num_updates += 1
         if self.num_updates % self.target_update_period == 0:
             self.target_network.load_state_dict(self.network.state_dict())
         self.last_grad_norms = {
-            f"grad_norm{'_' + name if name else ''}": norm.item()
-            for name, norm in zip(self.group_names, norms, strict=True)
+            f"grad_norm{'_' + name if name else ''}": norm
+            for name, norm in zip(self.group_names, norm_values, strict=True)
         }
-        return norms[0].item()
+        return norm_values[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -104,4 +110,14 @@ class TargetNetworkLearner:
             group["lr"] = lr
             group["weight_decay"] = weight_decay
             group["eps"] = self.config.adam_eps
+            group["fused"] = _can_fuse(self.network)  # Checkpoints from before it say None.
         self.num_updates = int(state["num_updates"])
+
+
+def _can_fuse(network: torch.nn.Module) -> bool:
+    """Whether Adam can take its fused step: one kernel over every parameter instead of a
+    Python loop of small ops per tensor, which dominates an update of a small network (see
+    docs/results.md, "Small networks"). Fused Adam takes float parameters on CPU or CUDA."""
+    return all(
+        p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in network.parameters()
+    )

@@ -20,6 +20,7 @@ from environments.observations import frame_layout
 from experiment.checkpoint import numpy_rng_state, restore_numpy_rng
 from experiment.errors import ConfigError, require_positive
 from experiment.seeding import derive_seed
+from frame_codec import is_small_frame
 from greedy_actors import epsilon_greedy_actions
 from networks.value import QNetwork, check_torso_name, q_network_for
 from replay import TransitionReplay
@@ -131,9 +132,10 @@ def make_replay(
     seed: int,
 ) -> TransitionReplay:
     """Replay storing one frame per step (environments.observations.frame_layout): an image stack's
-    newest 2-D frame, or the whole observation (a vector, a MinAtar [C, H, W]); all but vectors
-    compressed (bool frames bit-packed first)."""
+    newest 2-D frame, or the whole observation (a vector, a MinAtar [C, H, W]). Bool frames are
+    bit-packed; frames larger than frame_codec.SMALL_FRAME_BYTES (images) are also compressed."""
     layout = frame_layout(observation_shape)
+    small = layout.is_vector or is_small_frame(layout.frame_shape, observation_dtype)
     return TransitionReplay(
         capacity=config.replay_capacity,
         num_streams=num_envs,
@@ -142,7 +144,7 @@ def make_replay(
         frame_stack=layout.frame_stack,
         n_step=config.n_step,
         discount=config.discount,
-        compress=not layout.is_vector,
+        compress=not small,
         prioritized=config.prioritized,
         priority_exponent=config.priority_exponent,
         seed=seed,
@@ -227,16 +229,23 @@ class Learner(TargetNetworkLearner):
         beta = self.importance_sampling(self.num_updates) if self.config.prioritized else 0.0
         batch, slots, weights = self.replay.sample(self.config.batch_size, beta)
         td_errors, q_tm1 = self._td_errors(batch)
-        weights_t = torch.as_tensor(weights, device=self.device)
-        loss = (weights_t * value_learning.huber_loss(td_errors, self.config.huber_delta)).mean()
+        losses = value_learning.huber_loss(td_errors, self.config.huber_delta)
+        if self.config.prioritized:  # Uniform replay's weights are all 1.
+            losses = torch.as_tensor(weights, device=self.device) * losses
+        loss = losses.mean()
         grad_norm = self.apply_gradients(loss)
+        td_abs = td_errors.detach().abs()
         if self.config.prioritized:
-            priorities = td_errors.detach().abs().cpu().numpy() + self.config.priority_epsilon
+            priorities = td_abs.cpu().numpy() + self.config.priority_epsilon
             self.replay.update_priorities(slots, priorities)
+        # One device-to-host copy for the three statistics.
+        loss_value, q_value, td_error_abs = torch.stack(
+            [loss.detach(), q_tm1.detach().mean(), td_abs.mean()]
+        ).tolist()
         return {
-            "loss": loss.item(),
-            "q_value": q_tm1.mean().item(),
-            "td_error_abs": td_errors.abs().mean().item(),
+            "loss": loss_value,
+            "q_value": q_value,
+            "td_error_abs": td_error_abs,
             "grad_norm": grad_norm,
         }
 
