@@ -38,7 +38,13 @@ class ConfigChangeError(UserError):
 # Settings added after checkpoints were first written, each with the value that builds what a
 # checkpoint without it was trained with. A checkpoint that predates one resumes and evaluates
 # as if it had been saved with that value.
-ADDED_SETTINGS: dict[str, Any] = {"torso": "auto", "lstm_size": 0}
+ADDED_SETTINGS: dict[str, Any] = {
+    "torso": "auto",
+    "lstm_size": 0,
+    "optimizer": "adam",
+    "rmsprop_decay": 0.95,
+    "rmsprop_eps": 0.01,
+}
 
 
 def collect(run, *configs: Any) -> dict[str, Any]:

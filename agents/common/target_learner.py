@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from experiment.checkpoint import load_module_state
-from experiment.errors import NonFiniteLossError
+from experiment.errors import ConfigError, NonFiniteLossError
 
 
 class TargetNetworkLearner:
@@ -45,11 +45,8 @@ class TargetNetworkLearner:
         ]
         self._group_settings = [(g["lr"], g.get("weight_decay", 0.0)) for g in groups]
         self.group_names = [g["name"] for g in groups]
-        self.optimizer = torch.optim.Adam(
-            [{k: v for k, v in g.items() if k != "name"} for g in groups],
-            lr=config.learning_rate,
-            eps=config.adam_eps,
-            fused=_can_fuse(network),
+        self.optimizer = _make_optimizer(
+            [{k: v for k, v in g.items() if k != "name"} for g in groups], config, network
         )
         self.last_grad_norms: dict[str, float] = {}
         self.max_grad_norm = config.max_grad_norm
@@ -109,9 +106,41 @@ class TargetNetworkLearner:
         ):
             group["lr"] = lr
             group["weight_decay"] = weight_decay
-            group["eps"] = self.config.adam_eps
-            group["fused"] = _can_fuse(self.network)  # Checkpoints from before it say None.
+            group["eps"] = _optimizer_eps(self.config)
+            if isinstance(self.optimizer, torch.optim.Adam):  # Old checkpoints say None.
+                group["fused"] = _can_fuse(self.network)
         self.num_updates = int(state["num_updates"])
+
+
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+def check_optimizer_name(name: str) -> None:
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+
+
+def _make_optimizer(groups: list[dict[str, Any]], config, network) -> torch.optim.Optimizer:
+    """Adam by default; the centred RMSProp of the MinAtar paper when config.optimizer says so
+    (only DQN's config has that field)."""
+    if getattr(config, "optimizer", "adam") == "rmsprop":
+        return torch.optim.RMSprop(
+            groups,
+            lr=config.learning_rate,
+            alpha=config.rmsprop_decay,
+            eps=config.rmsprop_eps,
+            centered=True,
+            foreach=True,  # torch has no fused RMSProp on CPU.
+        )
+    return torch.optim.Adam(
+        groups, lr=config.learning_rate, eps=config.adam_eps, fused=_can_fuse(network)
+    )
+
+
+def _optimizer_eps(config) -> float:
+    if getattr(config, "optimizer", "adam") == "rmsprop":
+        return config.rmsprop_eps
+    return config.adam_eps
 
 
 def _can_fuse(network: torch.nn.Module) -> bool:

@@ -15,7 +15,7 @@ import torch
 
 import value_learning
 from agents.common.schedules import LinearSchedule
-from agents.common.target_learner import TargetNetworkLearner
+from agents.common.target_learner import TargetNetworkLearner, check_optimizer_name
 from environments.observations import frame_layout
 from experiment.checkpoint import numpy_rng_state, restore_numpy_rng
 from experiment.errors import ConfigError, require_positive
@@ -51,6 +51,15 @@ class DqnConfig:
     """Adam learning rate (Nature DQN used RMSProp at 2.5e-4; see docs/deviations.md)."""
     adam_eps: float = 1.5e-4
     """Adam's ε, added to the root of the second-moment estimate (Rainbow's Adam: 1.5e-4)."""
+    optimizer: str = "adam"
+    """adam | rmsprop: the optimiser. rmsprop is the centred RMSProp of the MinAtar paper (Young
+    & Tian 2019: learning_rate 2.5e-4, rmsprop_decay 0.95, rmsprop_eps 0.01); adam_eps then
+    has no effect."""
+    rmsprop_decay: float = 0.95
+    """rmsprop only: the decay of the running averages of the gradient and its square (torch's
+    alpha; MinAtar: 0.95)."""
+    rmsprop_eps: float = 0.01
+    """rmsprop only: added to the root of the centred second moment (MinAtar: 0.01)."""
     max_grad_norm: float = 10.0
     """Gradients are scaled down to this global L2 norm before each update (Nature DQN: none,
     its error clipping bounds them; dqn_zoo: 10)."""
@@ -94,10 +103,13 @@ class DqnConfig:
 
     def __post_init__(self) -> None:
         check_torso_name(self.torso)
+        check_optimizer_name(self.optimizer)
+        if not 0.0 <= self.rmsprop_decay < 1.0:
+            raise ConfigError(f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}")
         require_positive(
             self,
             *("n_step", "batch_size", "replay_capacity", "agent_steps_per_update"),
-            *("learning_rate", "adam_eps", "max_grad_norm", "huber_delta"),
+            *("learning_rate", "adam_eps", "rmsprop_eps", "max_grad_norm", "huber_delta"),
         )
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"discount must be in [0, 1], got {self.discount}")

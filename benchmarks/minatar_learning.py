@@ -1,0 +1,138 @@
+"""Learning runs on MinAtar: every configuration, game and seed through the agents' own
+run_atari, a few at a time, resumable; then `python -m report` over the results.
+
+    python benchmarks/minatar_learning.py --out runs/minatar [--jobs 1] [--only dqn-paper]
+    python -m report runs/minatar/checkpoints --out docs/figures/minatar
+
+Each run is `python -m agents.<agent>.run_atari --environment_name=MinAtar/<Game>-v1` with the
+flags below and `--run_label=<variant>`, one torch thread, 500k frames (a MinAtar frame is one
+agent step) in 20 iterations of 25k, each followed by 5,000 evaluation steps at ε = 0.05. A run
+already finished is skipped; a run cut short resumes from its last checkpoint. The order of the
+queue is the order in which results are wanted: it was fixed before any run.
+
+Variants:
+- dqn-paper: the MinAtar paper's DQN (Young & Tian 2019, examples/dqn.py): centred RMSProp
+  (lr 2.5e-4, decay 0.95, eps 0.01), no gradient clipping (a bound of 1e9), Huber loss, batch
+  32, replay 100k, target copy every 1,000 updates, one update per frame, 5,000 random frames,
+  then ε from 1 to 0.1 over 100k frames, γ 0.99, one environment, rewards unclipped.
+- dqn-library: the library's defaults (Adam lr 1e-4, eps 1.5e-4, gradient norm 10, 4
+  environments) with double Q, on the paper's MinAtar scale (the replay, ε schedule, target
+  period, batch and update rate above).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+GAMES = ("Breakout", "Asterix", "Freeway", "Seaquest", "SpaceInvaders")
+SEEDS = (0, 1, 2)
+ITERATIONS, TRAIN_STEPS, EVAL_STEPS = 20, 25_000, 5_000
+
+MINATAR_SCALE = (
+    "--agent_steps_per_update=1",
+    "--batch_size=32",
+    "--replay_capacity=100000",
+    "--target_update_period=1000",
+    "--min_replay_size=5000",
+    "--exploration_start=1.0",
+    "--exploration_end=0.1",
+    "--exploration_steps=100000",
+    "--discount=0.99",
+)
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "paper": (
+        "dqn",
+        (
+            *MINATAR_SCALE,
+            "--num_envs=1",
+            "--optimizer=rmsprop",
+            "--learning_rate=2.5e-4",
+            "--rmsprop_decay=0.95",
+            "--rmsprop_eps=0.01",
+            "--max_grad_norm=1e9",
+            "--noclip_rewards",
+        ),
+    ),
+    "library": ("dqn", (*MINATAR_SCALE, "--double_q")),
+}
+
+
+def queue(only: set[str] | None) -> list[tuple[str, str, int]]:
+    """(variant, game, seed) in the order fixed before any run: Breakout first for every
+    variant, then the other games."""
+    order = [(v, "Breakout", s) for v in VARIANTS for s in SEEDS]
+    order += [(v, g, s) for v in VARIANTS for g in GAMES[1:] for s in SEEDS]
+    return [job for job in order if only is None or f"dqn-{job[0]}" in only]
+
+
+def finished(results_csv: pathlib.Path) -> bool:
+    if not results_csv.exists():
+        return False
+    with open(results_csv) as f:
+        rows = list(csv.DictReader(f))
+    return bool(rows) and int(rows[-1]["iteration"]) >= ITERATIONS
+
+
+def run_one(out: pathlib.Path, variant: str, game: str, seed: int) -> str:
+    agent, flags = VARIANTS[variant]
+    name = f"{agent}-{variant}/{game}/seed_{seed}"
+    run_dir = out / "checkpoints" / f"{agent}-{variant}" / "MinAtar" / f"{game}-v1" / f"seed_{seed}"
+    results = out / "results" / f"{agent}-{variant}_{game}_seed{seed}.csv"
+    if finished(results):
+        return f"{name}: already finished"
+    command = [
+        sys.executable,
+        "-m",
+        f"agents.{agent}.run_atari",
+        f"--environment_name=MinAtar/{game}-v1",
+        f"--seed={seed}",
+        f"--run_label={variant}",
+        f"--num_iterations={ITERATIONS}",
+        f"--num_train_steps={TRAIN_STEPS}",
+        f"--num_eval_steps={EVAL_STEPS}",
+        *flags,
+        f"--checkpoint_dir={out / 'checkpoints'}",
+        f"--tensorboard_dir={out / 'tensorboard'}",
+        f"--results_csv_path={results}",
+    ]
+    if run_dir.exists() and any(run_dir.iterdir()):
+        command.append("--resume")
+    log = out / "logs" / f"{agent}-{variant}_{game}_seed{seed}.log"
+    started = time.monotonic()
+    with open(log, "a") as f:
+        code = subprocess.call(
+            command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=f, stderr=f
+        )
+    minutes = (time.monotonic() - started) / 60
+    return f"{name}: exit {code} after {minutes:.1f} min (log {log})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "runs" / "minatar")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one core each)")
+    parser.add_argument("--only", nargs="*", help="variants to run, e.g. dqn-paper")
+    parser.add_argument("--list", action="store_true", help="print the queue and stop")
+    args = parser.parse_args()
+    jobs = queue(set(args.only) if args.only else None)
+    if args.list:
+        print("\n".join(f"dqn-{v} {g} seed {s}" for v, g, s in jobs))
+        return
+    out = args.out.resolve()
+    for sub in ("checkpoints", "tensorboard", "results", "logs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for line in pool.map(lambda job: run_one(out, *job), jobs):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
