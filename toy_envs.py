@@ -31,6 +31,12 @@ reaches the goal in about 9 of a million episodes (exact value: ``python -m toy_
 undirected ε-greedy learner essentially never sees the reward, while a directed explorer only
 needs to walk the 28-step diagonal once in its 56 steps.
 
+The deceptive tasks (``DECEPTIVE_TASKS``: a corridor, an open room and a detour, in one-hot and
+coordinate encodings) add a distractor next to the start: stepping on it ends the game with 0.1,
+while the goal, 11 to 16 steps away, is worth 1. An agent that exploits what it knows takes the
+0.1 at once; only one that explores past it finds the goal, and only one that keeps what its
+exploration found goes back there.
+
 Run ``python -m toy_envs`` to print the random-walk success probability of a room, exactly
 (dynamic programming over the grid) and by Monte Carlo on the environment's own dynamics.
 """
@@ -46,9 +52,13 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = [
+    "DECEPTIVE_TASKS",
     "OBSERVATION_KINDS",
     "SparseGridRoom",
     "bumped",
+    "deceptive_corridor",
+    "deceptive_detour",
+    "deceptive_room",
     "detour_room",
     "move",
     "random_walk_success_estimate",
@@ -64,6 +74,7 @@ _OBSERVATION_CELL_PIXELS = 4  # "pixels" observations: 15 x 15 cells -> 60 x 60 
 _RENDER_CELL_PIXELS = 16  # render(): big enough to watch in a video
 # Distinct grey levels too (the pixel path converts to grayscale).
 _FLOOR, _AGENT, _GOAL, _WALL = (40, 40, 40), (255, 255, 255), (0, 160, 0), (140, 90, 40)
+_DISTRACTOR = (200, 200, 0)
 
 
 def move(
@@ -127,6 +138,60 @@ def detour_room(size: int = 10, horizon: int | None = 60, **kwargs: Any) -> Spar
     return SparseGridRoom(size=size, horizon=horizon, goal=(2, 0), walls=walls, **kwargs)
 
 
+def deceptive_corridor(length: int = 12, **kwargs: Any) -> SparseGridRoom:
+    """A corridor along row 0 of a length x length grid, every other cell a wall but (1, 0),
+    the distractor's pocket just below the start; the goal at the far end (0, length - 1)."""
+    if length < 3:
+        raise ValueError(f"a deceptive corridor needs length >= 3, got {length}")
+    walls = [(r, c) for r in range(1, length) for c in range(length) if (r, c) != (1, 0)]
+    return _deceptive(length, goal=(0, length - 1), walls=walls, distractor=(1, 0), **kwargs)
+
+
+def deceptive_room(size: int = 9, **kwargs: Any) -> SparseGridRoom:
+    """An open size x size room: the distractor right of the start, the goal in the far
+    corner."""
+    return _deceptive(size, goal=(size - 1, size - 1), walls=(), distractor=(0, 1), **kwargs)
+
+
+def deceptive_detour(size: int = 7, **kwargs: Any) -> SparseGridRoom:
+    """A wall along row 1 from column 1 to one short of the right wall; the distractor at
+    (1, 0), just below the start, and the goal right below it at (2, 0): the far reward is
+    reached by walking the top row, through the gap, and back below the wall."""
+    walls = [(1, c) for c in range(1, size - 1)]
+    return _deceptive(size, goal=(2, 0), walls=walls, distractor=(1, 0), **kwargs)
+
+
+def _deceptive(size: int, goal, walls, distractor, horizon: int | None = None, **kwargs: Any):
+    path = shortest_path_length(size, goal, [*walls, distractor])  # Not through it: it ends games.
+    horizon = 2 * path if horizon is None else horizon
+    return SparseGridRoom(
+        size=size, horizon=horizon, goal=goal, walls=walls, distractor=distractor, **kwargs
+    )
+
+
+# The deceptive-task family (issue 16), fixed before any agent ran on it: id -> (builder,
+# keyword arguments). A distractor worth 0.1 next to the start ends the game; the goal, worth
+# 1, is 11 to 16 steps away. Layouts (corridor, open room, detour) and observation encodings
+# (one-hot cells, coordinates) vary.
+DECEPTIVE_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "DeceptiveCorridor-v0": ("deceptive_corridor", {}),
+    "DeceptiveCorridorCoordinates-v0": ("deceptive_corridor", {"observation": "coordinates"}),
+    "DeceptiveRoom-v0": ("deceptive_room", {}),
+    "DeceptiveRoomCoordinates-v0": ("deceptive_room", {"observation": "coordinates"}),
+    "DeceptiveDetour-v0": ("deceptive_detour", {}),
+}
+
+
+def _distractor_cell(size: int, cell: Sequence[int]) -> tuple[int, int]:
+    row, column = (int(c) for c in cell)
+    if not (0 <= row < size and 0 <= column < size) or (row, column) == (0, 0):
+        raise ValueError(
+            f"distractor must be a cell of the {size}x{size} room other than the start "
+            f"(0, 0), got {tuple(cell)}"
+        )
+    return row, column
+
+
 def _goal_cell(size: int, goal: Sequence[int] | None) -> tuple[int, int]:
     """The goal's (row, column): the far corner by default; checked to lie in the room."""
     if goal is None:
@@ -181,6 +246,9 @@ class SparseGridRoom(gym.Env):
         layout_seed: the seed of the scrambled controls (the same room for every environment).
         deadly_walls: a move into a wall (border or inner) terminates the game with reward 0,
             instead of leaving the agent in place. The no-op stays safe.
+        distractor: a (row, column) cell that ends the game with `distractor_reward`: the
+            deceptive tasks put it next to the start (see DECEPTIVE_TASKS).
+        distractor_reward, goal_reward: the rewards of the two terminal cells.
         render_mode: None or ``"rgb_array"`` (16 pixels per cell).
     """
 
@@ -198,6 +266,9 @@ class SparseGridRoom(gym.Env):
         scrambled_controls: bool = False,
         layout_seed: int = 0,
         deadly_walls: bool = False,
+        distractor: tuple[int, int] | None = None,
+        distractor_reward: float = 0.1,
+        goal_reward: float = 1.0,
         render_mode: str | None = None,
     ) -> None:
         if size < 2:
@@ -221,6 +292,12 @@ class SparseGridRoom(gym.Env):
         self.blocked = wall_grid(size, walls)
         if self.blocked[0, 0] or self.blocked[tuple(self.goal)]:
             raise ValueError("a wall may not cover the start (0, 0) or the goal")
+        self.distractor = None if distractor is None else _distractor_cell(size, distractor)
+        if self.distractor is not None and (
+            self.blocked[self.distractor] or self.distractor == tuple(self.goal)
+        ):
+            raise ValueError("the distractor must be a free cell other than the goal")
+        self.distractor_reward, self.goal_reward = float(distractor_reward), float(goal_reward)
         self.walls = tuple((int(r), int(c)) for r, c in walls)
         shortest_path_length(size, tuple(self.goal), self.walls)  # the goal is reachable
         self.action_space = gym.spaces.Discrete(5 if noop else 4)
@@ -261,6 +338,8 @@ class SparseGridRoom(gym.Env):
         cells[:] = _FLOOR
         cells[self.blocked] = _WALL
         cells[tuple(self.goal)] = _GOAL
+        if self.distractor is not None:
+            cells[self.distractor] = _DISTRACTOR
         cells[tuple(self._position)] = _AGENT  # Drawn last: visible on the goal too.
         return np.repeat(np.repeat(cells, cell_pixels, axis=0), cell_pixels, axis=1)
 
@@ -283,10 +362,12 @@ class SparseGridRoom(gym.Env):
         self._position = move(before, direction, self.size, self.blocked)
         self._steps += 1
         reached = bool(np.array_equal(self._position, self.goal))
+        distracted = self.distractor is not None and self.position == self.distractor
         died = self.deadly_walls and bool(bumped(before, self._position, direction))
-        terminated = reached or died
+        terminated = reached or distracted or died
         truncated = not terminated and self._steps >= self.horizon
-        return self._observe(), float(reached), terminated, truncated, {}
+        reward = self.goal_reward if reached else self.distractor_reward if distracted else 0.0
+        return self._observe(), reward, terminated, truncated, {}
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -307,6 +388,9 @@ def _register() -> None:
             gym.register(id=env_id, entry_point="toy_envs:SparseGridRoom", kwargs=kwargs)
     if "SparseGridRoomDetour-v0" not in gym.registry:
         gym.register(id="SparseGridRoomDetour-v0", entry_point="toy_envs:detour_room")
+    for env_id, (builder, kwargs) in DECEPTIVE_TASKS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=f"toy_envs:{builder}", kwargs=kwargs)
 
 
 _register()
@@ -324,6 +408,7 @@ def random_walk_success_probability(
     goal: Sequence[int] | None = None,
     walls: Sequence[Sequence[int]] = (),
     deadly_walls: bool = False,
+    distractor: Sequence[int] | None = None,
 ) -> float:
     """Exact probability that uniformly random actions reach `goal` (default: the far corner)
     within `horizon`.
@@ -348,6 +433,8 @@ def random_walk_success_probability(
             np.add.at(following, (target[..., 0], target[..., 1]), mass)
         reached += following[goal]
         following[goal] = 0.0
+        if distractor is not None:  # Those games are over, without the goal.
+            following[tuple(distractor)] = 0.0
         occupancy = following
     return float(reached)
 
@@ -361,6 +448,7 @@ def random_walk_success_estimate(
     goal: Sequence[int] | None = None,
     walls: Sequence[Sequence[int]] = (),
     deadly_walls: bool = False,
+    distractor: Sequence[int] | None = None,
 ) -> tuple[int, float]:
     """Monte Carlo: (episodes that reached the goal, their fraction), all walks in parallel."""
     rng = np.random.default_rng(seed)
@@ -376,6 +464,8 @@ def random_walk_success_estimate(
         over = reached | dead  # Episodes that terminated stay frozen.
         positions = np.where(over[:, None], positions, moved)
         reached |= ~over & (positions == goal).all(axis=1)
+        if distractor is not None:
+            dead |= ~reached & (positions == np.asarray(distractor)).all(axis=1)
     hits = int(reached.sum())
     return hits, hits / num_episodes
 
@@ -405,13 +495,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "goal": tuple(int(g) for g in room.goal),
         "walls": room.walls,
         "deadly_walls": room.deadly_walls,
+        "distractor": room.distractor,
     }
     num_actions = int(room.action_space.n)
     exact = random_walk_success_probability(room.size, room.horizon, num_actions, **layout)
     hits, fraction = random_walk_success_estimate(
         room.size, room.horizon, num_actions, args.episodes, args.seed, **layout
     )
-    shortest = shortest_path_length(room.size, layout["goal"], room.walls)
+    ends = [room.distractor] if room.distractor is not None else []
+    shortest = shortest_path_length(room.size, layout["goal"], [*room.walls, *ends])
     print(
         f"{args.env}: {room.size}x{room.size} room, {len(room.walls)} wall cells"
         f"{' (deadly)' if room.deadly_walls else ''}, goal {layout['goal']}, {num_actions} "
