@@ -323,3 +323,49 @@ def test_exact_probability_with_deadly_walls_by_hand_and_by_play():
     assert toy_envs.random_walk_success_probability(
         15, deadly.horizon, 5, deadly_walls=True
     ) < 0.2 * toy_envs.random_walk_success_probability(15, deadly.horizon, 5)
+
+
+def test_the_distractor_ends_the_game_with_its_small_reward_and_the_goal_with_one():
+    env = gym.make("toy_envs:DeceptiveCorridor-v0").unwrapped
+    env.reset(seed=0)
+    assert _walk(env, [DOWN]) == [((1, 0), 0.1, True, False)]
+    env.reset(seed=0)
+    steps = _walk(env, [RIGHT] * 11)
+    assert steps[-1] == ((0, 11), 1.0, True, False)
+    assert all(reward == 0.0 and not done for _, reward, done, _ in steps[:-1])
+    env.reset(seed=0)
+    assert _walk(env, [UP] * env.horizon)[-1] == ((0, 0), 0.0, False, True)  # Truncated.
+
+
+@pytest.mark.parametrize("env_id", sorted(toy_envs.DECEPTIVE_TASKS))
+def test_every_deceptive_task_has_its_distractor_next_to_the_start_and_a_far_goal(env_id):
+    env = gym.make(f"toy_envs:{env_id}").unwrapped
+    distractor, goal = env.distractor, tuple(int(g) for g in env.goal)
+    assert abs(distractor[0]) + abs(distractor[1]) == 1  # One move from the start (0, 0).
+    path = toy_envs.shortest_path_length(env.size, goal, [*env.walls, distractor])
+    assert 11 <= path <= 16 and env.horizon == 2 * path
+    assert (env.distractor_reward, env.goal_reward) == (0.1, 1.0)
+
+
+def test_random_walk_probability_counts_the_distractor_as_a_game_end():
+    room = gym.make("toy_envs:DeceptiveRoom-v0").unwrapped
+    layout = dict(goal=tuple(room.goal), distractor=room.distractor)
+    with_distractor = toy_envs.random_walk_success_probability(room.size, room.horizon, **layout)
+    without = toy_envs.random_walk_success_probability(
+        room.size, room.horizon, goal=tuple(room.goal)
+    )
+    assert 0 < with_distractor < without
+    hits, fraction = toy_envs.random_walk_success_estimate(
+        room.size, room.horizon, 5, 400_000, seed=0, **layout
+    )
+    standard_error = np.sqrt(with_distractor * (1 - with_distractor) / 400_000)
+    assert abs(fraction - with_distractor) < 4 * standard_error, (hits, with_distractor)
+
+
+def test_a_distractor_on_the_start_a_wall_or_the_goal_is_refused():
+    with pytest.raises(ValueError, match="distractor must be a cell"):
+        SparseGridRoom(size=5, distractor=(0, 0))
+    with pytest.raises(ValueError, match="distractor must be a free cell"):
+        SparseGridRoom(size=5, distractor=(4, 4))
+    with pytest.raises(ValueError, match="distractor must be a free cell"):
+        SparseGridRoom(size=5, walls=[(1, 1)], distractor=(1, 1))

@@ -130,7 +130,7 @@ class Learner(ngu.Learner):
             {"name": "intrinsic", "params": list(network.q.intrinsic.parameters()), "lr": lr},
         ]
 
-    def head_td_errors(self, batch):
+    def own_policy_td_errors(self, batch):
         q, target_q, policy_q = self.unroll_heads(batch)
         heads = self.retrace_of_heads(
             q, target_q, policy_q, batch["reward"], batch["intrinsic_reward"], batch
@@ -165,7 +165,7 @@ class Learner(ngu.Learner):
             ),
         }
 
-    def priority_td(self, heads: dict[str, torch.Tensor], batch) -> torch.Tensor:
+    def own_priority_td(self, heads: dict[str, torch.Tensor], batch) -> torch.Tensor:
         td_e, td_i = heads["_extrinsic"], heads["_intrinsic"]
         if not self.config.priority_from_combined_td:
             return td_e.abs() + td_i.abs()

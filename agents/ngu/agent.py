@@ -91,6 +91,13 @@ class NguConfig(SequenceAgentConfig):
     any number of environments. False: environment g always plays j = g mod N (NGU App. A);
     with fewer environments than policies the high-β policies then never run, and with N
     environments each j only ever has one ε (j = 0 the ladder's largest)."""
+    exploit_all_sequences: bool = False
+    """True: besides each sequence's own policy j, the exploitative policy j = 0 also learns
+    from every sequence of the other policies (Retrace, off-policy, with the actors'
+    behaviour probabilities), and those TD errors count in the sequence's priority. The NGU
+    paper trains each sequence with its own j only, which leaves j = 0 1/N of the data.
+    Off by default: it has not yet been shown to keep the far reward (docs/known-gaps.md),
+    and it costs a second unroll of the Q-network per batch."""
     embedding_size: int = 32
     """Size of the controllable-state embedding f used by episodic novelty (NGU: 32)."""
     episodic_memory_capacity: int = 30_000
@@ -360,6 +367,9 @@ class Actor(r2d2.Actor):
         self.policies.load_state_dict(state["policies"])
 
 
+EXPLOIT = "_exploit"  # Suffix of the losses of j = 0 on the other policies' sequences.
+
+
 class Learner(r2d2.Learner):
     """R2D2's learner with NGU's loss: transformed Retrace (λ) on r^e + β_j·r^i with γ_j, the
     target policy ε-greedy (`target_epsilon`) on the online Q; plus the embedding's
@@ -389,11 +399,39 @@ class Learner(r2d2.Learner):
         return [{"name": "q", "params": list(network.q.parameters()), "lr": config.learning_rate}]
 
     def head_td_errors(self, batch):
+        """Each sequence's TD errors under its own policy j and, with exploit_all_sequences,
+        under j = 0 as well (suffix EXPLOIT; zero on sequences that j = 0 played itself, which
+        the first set already covers)."""
+        heads, stats = self.own_policy_td_errors(batch)
+        if self.config.exploit_all_sequences:
+            relabelled = {**batch, "policy_index": torch.zeros_like(batch["policy_index"])}
+            exploit, _ = self.own_policy_td_errors(relabelled)
+            others = batch["policy_index"][self.config.burn_in + 1 :] != 0
+            heads |= {name + EXPLOIT: td * others for name, td in exploit.items()}
+        return heads, stats
+
+    def own_policy_td_errors(self, batch):
+        """({loss suffix: [T_learn − 1, B] TD errors}, statistics) of the sequences under the
+        policy index `batch["policy_index"]` says."""
         q = unroll_sequences(self.network, batch, self.config.burn_in)
         with torch.no_grad():
             target_q = unroll_sequences(self.target_network, batch, self.config.burn_in)
         td = self.retrace_td_errors(q, target_q, q.detach(), self.mixed_reward(batch), batch)
         return {"": td}, {"q_value": q.detach().mean()}
+
+    def priority_td(self, heads: dict[str, torch.Tensor], batch) -> torch.Tensor:
+        """The own policy's TD errors, plus j = 0's where it learns from the sequence too: a
+        sequence from which the exploitative policy still has much to learn (a far reward an
+        exploratory policy found) is replayed more."""
+        own = {name: td for name, td in heads.items() if not name.endswith(EXPLOIT)}
+        exploit = [td for name, td in heads.items() if name.endswith(EXPLOIT)]
+        priority = self.own_priority_td(own, batch)
+        if not exploit:
+            return priority
+        return priority.abs() + sum(td.abs() for td in exploit)
+
+    def own_priority_td(self, heads: dict[str, torch.Tensor], batch) -> torch.Tensor:
+        return heads[""]
 
     def mixed_reward(self, batch) -> torch.Tensor:
         """[T, B] r^e + β_j·r^i."""

@@ -1,4 +1,7 @@
-"""Deceptive tasks: NGU and Agent57 keep the far reward that their exploration finds.
+"""Deceptive tasks: does the exploitative policy keep the far reward that exploration finds?
+
+    python benchmarks/deceptive_sweep.py [--agents ngu agent57 r2d2] [--tasks ...]
+        [--seeds 0 1 2 3 4] [--set exploit_all_sequences=True] [--jobs 2]
 
 Each task of toy_envs.DECEPTIVE_TASKS puts a distractor worth 0.1 next to the start (it ends
 the game) and the goal, worth 1, 11 to 16 steps away. An agent trains for BUDGET agent steps
@@ -7,26 +10,31 @@ policy a user evaluates and records; R2D2: its greedy policy) plays EVAL_GAMES g
 EVAL_EPSILON. The policy "holds the far reward" in an evaluation whose mean return is at least
 HOLDS (more than half of the games on the goal; the distractor gives 0.1).
 
-The suite runs one task, DeceptiveCorridor-v0, on seeds 0-4: NGU and Agent57 must hold the far
-reward in each of the last 3 evaluations with at least 4 of the 5 seeds, and R2D2 with the same
-budget must not (at most 1 seed). `python benchmarks/deceptive_sweep.py` runs the whole family
-(docs/results.md has every seed). Tasks, budget, seeds and thresholds were fixed before any
-agent ran on them.
+Issue 16's goal: NGU and Agent57 hold the far reward in each of the last 3 evaluations with at
+least 4 of 5 seeds, and R2D2 with the same budget does not. Tasks, budget, seeds and thresholds
+were fixed before any agent ran on them; what the first runs showed is in docs/results.md
+("Deceptive tasks"). Prints each run's evaluations and what its learner saw.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import multiprocessing
+import pathlib
+import sys
+import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 
 import gymnasium as gym
 import numpy as np
-import pytest
 import torch
-from worker_pool import runs_of_selected_tests
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import gym_env
-import toy_envs  # noqa: F401  (registers the tasks)
+import toy_envs
 from agents.agent57 import agent as agent57
 from agents.ngu import agent as ngu
 from agents.r2d2 import agent as r2d2
@@ -42,8 +50,6 @@ ITERATIONS = 6
 EVAL_GAMES, EVAL_EPSILON = 10, 0.01
 HOLDS = 0.5
 SEEDS = range(5)
-SUITE_TASK = "DeceptiveCorridor-v0"
-KEEPERS_AT_LEAST, R2D2_AT_MOST = 4, 1
 COMMON = dict(
     burn_in=5,
     sequence_length=20,
@@ -136,51 +142,67 @@ def deceptive_run(agent: str, task: str, seed: int, config_overrides=None) -> De
     history: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         for key, value in row.items():
-            if key.startswith(("learner/", "intrinsic/", "train/", "policy_")):
+            if key.startswith(("learner/", "intrinsic/", "train/", "eval/", "policy_", "arms/")):
                 history[key].append(float(value))
     return DeceptiveResult([float(r["eval/episode_return"]) for r in rows], dict(history))
 
 
-RUNS_OF_TEST = {
-    "test_ngu_keeps_the_far_reward": [("ngu", SUITE_TASK, s) for s in SEEDS],
-    "test_agent57_keeps_the_far_reward": [("agent57", SUITE_TASK, s) for s in SEEDS],
-    "test_r2d2_stays_at_the_distractor": [("r2d2", SUITE_TASK, s) for s in SEEDS],
-}
-SECONDS_PER_RUN = {"agent57": 200, "ngu": 150, "r2d2": 60}
+def _run_and_report(job: tuple[str, str, int, dict]) -> str:
+    agent, task, seed, overrides = job
+    started = time.monotonic()
+    result = deceptive_run(agent, task, seed, overrides)
+    lines = [
+        f"{agent} {task} seed {seed}{' ' + str(overrides) if overrides else ''}: evaluations "
+        f"{np.round(result.evaluations, 2).tolist()} -> "
+        f"{'holds' if result.holds_at_the_end() else 'does not hold'} the far reward "
+        f"({time.monotonic() - started:.0f} s)"
+    ]
+    for key in DIAGNOSTICS:
+        if key in result.learner:
+            lines.append(f"    {key}: {np.round(result.learner[key], 3).tolist()}")
+    return "\n".join(lines)
 
 
-@pytest.fixture(scope="module")
-def deceptive_runs(request):
-    yield from runs_of_selected_tests(
-        request, RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], deceptive_run
+DIAGNOSTICS = (
+    "eval/episode_length",
+    "train/episode_return",
+    "train/episode_length",
+    "learner/sampled_rewarded_share",
+    "learner/sampled_largest_reward",
+    "learner/q_value",
+    "learner/q_value_extrinsic",
+)
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"True": True, "False": False}.get(text, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", nargs="+", default=["ngu", "agent57", "r2d2"])
+    parser.add_argument("--tasks", nargs="+", default=sorted(toy_envs.DECEPTIVE_TASKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        help="config overrides for every agent, e.g. exploit_all_sequences=True gamma_0=0.99",
     )
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
+    args = parser.parse_args()
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    jobs = [(a, t, s, overrides) for t in args.tasks for a in args.agents for s in args.seeds]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        for report in pool.map(_run_and_report, jobs):
+            print(report, flush=True)
 
 
-def _results(runs, test: str) -> dict[int, DeceptiveResult]:
-    results = {seed: runs[(agent, task, seed)].result() for agent, task, seed in RUNS_OF_TEST[test]}
-    for seed, result in results.items():
-        print(f"{test} seed {seed}: evaluations {np.round(result.evaluations, 2).tolist()}")
-    return results
-
-
-def _assert_keepers(runs, test: str) -> None:
-    results = _results(runs, test)
-    keepers = [seed for seed, result in results.items() if result.holds_at_the_end()]
-    assert len(keepers) >= KEEPERS_AT_LEAST, {s: r.evaluations for s, r in results.items()}
-
-
-@pytest.mark.slow
-def test_ngu_keeps_the_far_reward(deceptive_runs):
-    _assert_keepers(deceptive_runs, "test_ngu_keeps_the_far_reward")
-
-
-@pytest.mark.slow
-def test_agent57_keeps_the_far_reward(deceptive_runs):
-    _assert_keepers(deceptive_runs, "test_agent57_keeps_the_far_reward")
-
-
-@pytest.mark.slow
-def test_r2d2_stays_at_the_distractor(deceptive_runs):
-    results = _results(deceptive_runs, "test_r2d2_stays_at_the_distractor")
-    keepers = [seed for seed, result in results.items() if result.holds_at_the_end()]
-    assert len(keepers) <= R2D2_AT_MOST, {s: r.evaluations for s, r in results.items()}
+if __name__ == "__main__":
+    main()
