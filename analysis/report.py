@@ -23,6 +23,7 @@ import dataclasses
 import io
 import math
 import pathlib
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -44,6 +45,11 @@ PANEL_INCHES = (4.5, 3.2)  # One game's panel in learning_curves.png.
 SINGLE_INCHES = (6.4, 4.8)  # learning_curve_<Game>.png.
 DPI = 100
 MAX_COLUMNS = 4
+
+
+def file_safe(game: str) -> str:
+    """A game's name as part of a file name: "MinAtar/Breakout-v1" -> "MinAtar_Breakout-v1"."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", game)
 
 
 class ReportError(UserError):
@@ -549,7 +555,7 @@ def write_report(report: Report, out: pathlib.Path, confidence: float, num_sampl
         )
     }
     for game in report.games:
-        figures[f"learning_curve_{game}.png"] = plot_game(
+        figures[f"learning_curve_{file_safe(game)}.png"] = plot_game(
             report.curves, report.agents, game, confidence
         )
     for name, figure in figures.items():

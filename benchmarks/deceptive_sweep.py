@@ -31,16 +31,19 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import gym_env
-import toy_envs
-from agents.agent57 import agent as agent57
-from agents.ngu import agent as ngu
-from agents.r2d2 import agent as r2d2
-from greedy_actors import RecurrentEpsilonGreedyActor
-from main_loop import FeedLearner, IterationSchedule, run_single_thread_training
-from tracker import MetricsWriter
+from test_exploration import COMMON  # noqa: E402  (the exploration tests' settings)
+
+import gym_env  # noqa: E402
+import toy_envs  # noqa: E402
+from agents.agent57 import agent as agent57  # noqa: E402
+from agents.ngu import agent as ngu  # noqa: E402
+from agents.r2d2 import agent as r2d2  # noqa: E402
+from greedy_actors import RecurrentEpsilonGreedyActor  # noqa: E402
+from main_loop import FeedLearner, IterationSchedule, run_single_thread_training  # noqa: E402
+from tracker import MetricsWriter  # noqa: E402
 
 CPU = torch.device("cpu")
 MODULES = {"ngu": ngu, "agent57": agent57, "r2d2": r2d2}
@@ -50,17 +53,6 @@ ITERATIONS = 6
 EVAL_GAMES, EVAL_EPSILON = 10, 0.01
 HOLDS = 0.5
 SEEDS = range(5)
-COMMON = dict(
-    burn_in=5,
-    sequence_length=20,
-    replay_period=10,
-    batch_size=32,
-    replay_capacity=5_000,
-    min_replay_size=100,
-    learning_rate=1e-3,
-    adam_eps=1e-8,
-    target_update_period=50,
-)
 CONFIGS = {
     "ngu": lambda: ngu.NguConfig(**COMMON, num_policies=8, episodic_memory_capacity=1_000),
     "r2d2": lambda: r2d2.R2d2Config(**COMMON, discount=0.99, n_step=5),

@@ -434,3 +434,12 @@ def test_report_on_a_game_without_published_scores_leaves_its_hns_empty_with_a_n
     (aggregate,) = _read_csv(out / "aggregates.csv")
     assert aggregate["num_games"] == "1"  # Tetris is not in the aggregates.
     assert "Tetris: no published" in (out / "scores.md").read_text()
+
+
+def test_a_game_id_with_a_slash_gets_one_file_in_the_output_folder(tmp_path):
+    write_run(tmp_path / "runs", "dqn", "MinAtar/Breakout-v1", 0, 2)
+    out = tmp_path / "out"
+    result = _run_report([tmp_path / "runs", f"--out={out}", "--bootstrap_samples=100"])
+    assert result.returncode == 0, result.stderr
+    assert (out / "learning_curve_MinAtar_Breakout-v1.png").is_file()
+    assert not (out / "learning_curve_MinAtar").exists()
