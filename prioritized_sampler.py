@@ -140,6 +140,97 @@ class SumTree:
         return indices
 
 
+class SlotSet:
+    """The valid slots of a uniform sampler: the part of SumTree's interface that uniform
+    sampling needs, in O(1) per slot instead of O(log capacity), with uniform draws by index.
+
+    Every leaf is 1 (valid) or 0. Members are kept densely in `_members[:count]`, each slot's
+    index there in `_position` (-1: not a member); removal swaps the last member into the gap.
+    `state_dict` writes the SumTree of the same leaves, so a checkpoint is the same either way.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._capacity = int(capacity)
+        self._members = np.zeros(capacity, dtype=np.int64)
+        self._position = np.full(capacity, -1, dtype=np.int64)
+        self._count = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def total(self) -> float:
+        return float(self._count)
+
+    @property
+    def num_nonzero(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        return self._members.nbytes + self._position.nbytes
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        return (self._position[self._checked_indices(indices)] >= 0).astype(np.float64)
+
+    def leaves(self) -> np.ndarray:
+        return (self._position >= 0).astype(np.float64)
+
+    def set(self, indices: np.ndarray, values: np.ndarray) -> None:
+        """Slots [B] with a value > 0 become members, with 0 stop being members (the last
+        occurrence of a duplicate wins, as in SumTree.set)."""
+        indices = self._checked_indices(indices)
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape != indices.shape:
+            raise ValueError(f"{indices.shape[0]} indices but {values.shape[0]} values")
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError("sum tree values must be finite and >= 0")
+        if indices.size > 1:
+            indices, values = _last_occurrence(indices, values)
+        member = self._position[indices] >= 0
+        for slot in indices[(values == 0) & member].tolist():
+            self._remove(slot)
+        added = indices[(values > 0) & ~member]
+        end = self._count + added.shape[0]
+        self._members[self._count : end] = added
+        self._position[added] = np.arange(self._count, end)
+        self._count = end
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """batch_size members drawn uniformly, with replacement."""
+        return self._members[rng.integers(0, self._count, batch_size)]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        tree = SumTree(self._capacity)
+        tree.set(self._members[: self._count], np.ones(self._count))
+        return tree.state_dict()
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        tree = SumTree(self._capacity)
+        tree.load_state_dict(state)
+        self._position[:] = -1
+        members = np.flatnonzero(tree.leaves() > 0)
+        self._count = members.shape[0]
+        self._members[: self._count] = members
+        self._position[members] = np.arange(self._count)
+
+    def _remove(self, slot: int) -> None:
+        position, last = self._position[slot], self._members[self._count - 1]
+        self._members[position] = last
+        self._position[last] = position
+        self._position[slot] = -1
+        self._count -= 1
+
+    def _checked_indices(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= self._capacity):
+            raise IndexError(f"slot index out of range [0, {self._capacity})")
+        return indices
+
+
 def _last_occurrence(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Deduplicates indices [B] keeping the value of each index's last occurrence."""
     reversed_indices = indices[::-1]
@@ -159,7 +250,8 @@ class PrioritizedSampler:
     never sampled — callers `clear` slots that are empty, incomplete or evicted.
 
     With `uniform=True` every valid slot holds 1 whatever priority it is given, so sampling is
-    uniform over valid slots and all weights are 1: the "uniform replay" of DQN.
+    uniform over valid slots (with replacement, not stratified) and all weights are 1: the
+    "uniform replay" of DQN. It keeps a SlotSet instead of the tree.
 
     Priorities given to `set_priorities` are floored at `min_priority` so a TD error of exactly
     0 cannot silently turn a valid slot into an invalid one.
@@ -178,7 +270,8 @@ class PrioritizedSampler:
             raise ValueError(f"priority_exponent must be >= 0, got {priority_exponent}")
         if not min_priority > 0:
             raise ValueError(f"min_priority must be > 0, got {min_priority}")
-        self._tree = SumTree(capacity)
+        # Uniform sampling needs only the set of valid slots, not the sums.
+        self._tree = SlotSet(capacity) if uniform else SumTree(capacity)
         self._exponent = float(priority_exponent)
         self._uniform = bool(uniform)
         self._min_priority = float(min_priority)
@@ -255,11 +348,11 @@ class PrioritizedSampler:
         total = self._tree.total
         if self.num_valid == 0 or not total > 0:
             raise ValueError("cannot sample: no slot has a nonzero priority (replay is empty)")
+        if self._uniform:
+            return self._tree.sample(self._rng, batch_size), np.ones(batch_size, np.float32)
         segment = total / batch_size
         targets = (np.arange(batch_size) + self._rng.random(batch_size)) * segment
         slots = self._tree.find_prefix_sum_index(targets)
-        if self._uniform:
-            return slots, np.ones(batch_size, dtype=np.float32)
         probabilities = self._tree.get(slots) / total
         weights = (self.num_valid * probabilities) ** (-float(importance_sampling_exponent))
         return slots, (weights / weights.max()).astype(np.float32)

@@ -1,7 +1,7 @@
 """DQN on MinAtar at one update per frame: the training loop's frames/s against the combined
 limit of its parts, and against a baseline commit, side by side in one run.
 
-    python benchmarks/bench_small_network.py [--baseline 1fa4f64] [--num_envs 1 4]
+    python benchmarks/bench_small_network.py [--baseline 1fa4f64] [--num_envs 1 4] [--torso mlp]
 
 On a network this small the time goes to per-step overhead, not arithmetic, so this measures
 three things:
@@ -62,10 +62,12 @@ def seconds_per_call(fn, calls: int, warmup: int = 50) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def time_parts(game: str, num_envs: int, calls: int) -> dict[str, float]:
+def time_parts(game: str, num_envs: int, calls: int, torso: str) -> dict[str, float]:
     """Seconds of one environment step (E envs), one batched forward (E), one update."""
     env = gym_env.create_gymnasium_environment(f"MinAtar/{game}-v1", num_envs, seed=0)
-    config = DqnConfig(replay_capacity=100_000, min_replay_size=1_000, agent_steps_per_update=1)
+    config = DqnConfig(
+        replay_capacity=100_000, min_replay_size=1_000, agent_steps_per_update=1, torso=torso
+    )
     actor, learner = build_agent(
         config,
         env.observation_shape,
@@ -99,7 +101,9 @@ def time_parts(game: str, num_envs: int, calls: int) -> dict[str, float]:
     return parts
 
 
-def loop_frames_per_second(tree: pathlib.Path, game: str, num_envs: int, steps: int) -> float:
+def loop_frames_per_second(
+    tree: pathlib.Path, game: str, num_envs: int, steps: int, torso: str
+) -> float:
     """The last iteration's train/steps_per_second of run_atari in `tree`."""
     with tempfile.TemporaryDirectory() as out:
         command = [
@@ -108,6 +112,7 @@ def loop_frames_per_second(tree: pathlib.Path, game: str, num_envs: int, steps: 
             "agents.dqn.run_atari",
             f"--environment_name=MinAtar/{game}-v1",
             f"--num_envs={num_envs}",
+            f"--torso={torso}",
             f"--num_train_steps={steps}",
             "--min_replay_size=1000",
             *PAPER_FLAGS,
@@ -138,19 +143,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000, help="agent steps per iteration")
     parser.add_argument("--calls", type=int, default=1000, help="calls per timed part")
     parser.add_argument("--repeats", type=int, default=2, help="loop runs per tree")
+    parser.add_argument(
+        "--torso",
+        default="minatar",
+        help="minatar (the paper's conv 16 + fc 128) or mlp (2 x 128 on the flattened planes)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"MinAtar/{args.game}-v1, one update per frame, 1 torch thread, baseline {args.baseline}")
+    print(
+        f"MinAtar/{args.game}-v1, {args.torso} torso, one update per frame, 1 torch thread, "
+        f"baseline {args.baseline}"
+    )
     with tempfile.TemporaryDirectory() as baseline_dir:
         baseline = export_tree(args.baseline, baseline_dir)
         for num_envs in args.num_envs:
-            parts = time_parts(args.game, num_envs, args.calls)
+            parts = time_parts(args.game, num_envs, args.calls, args.torso)
             per_frame = parts["env"] / num_envs + parts["forward"] / num_envs + parts["update"]
             limit = 1.0 / per_frame
             loops: dict[str, list[float]] = {"this tree": [], "baseline": []}
             for _ in range(args.repeats):
                 for name, tree in (("this tree", ROOT), ("baseline", baseline)):
-                    fps = loop_frames_per_second(tree, args.game, num_envs, args.steps)
+                    fps = loop_frames_per_second(tree, args.game, num_envs, args.steps, args.torso)
                     loops[name].append(fps)
             ours, theirs = statistics.mean(loops["this tree"]), statistics.mean(loops["baseline"])
             print(

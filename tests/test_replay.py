@@ -15,7 +15,7 @@ from frame_codec import (
     frame_to_bytes,
     frames_from_rows,
 )
-from prioritized_sampler import PrioritizedSampler, SumTree
+from prioritized_sampler import PrioritizedSampler, SlotSet, SumTree
 from replay import NStepAccumulator, TransitionReplay
 
 # --------------------------------------------------------------------------------------------
@@ -677,3 +677,24 @@ def test_a_minatar_step_is_stored_in_125_bytes_plus_small_overhead():
     # Each frame is a Python bytes object (its header is 33 bytes); the rest per step is the
     # action, return, discount, step counts and the sum tree.
     assert replay.bytes_per_stored_step() <= 125 + 4 + 33 + 40
+
+
+def test_slot_set_tracks_members_like_a_set_and_checkpoints_as_a_sum_tree():
+    rng = np.random.default_rng(0)
+    slots, reference = SlotSet(50), set()
+    for _ in range(300):
+        indices = rng.integers(0, 50, size=rng.integers(1, 6))
+        values = rng.choice([0.0, 1.0, 2.5], size=indices.shape[0])
+        slots.set(indices, values)
+        for index, value in zip(indices.tolist(), values.tolist(), strict=True):
+            (reference.add if value > 0 else reference.discard)(index)  # the last one wins
+        assert slots.num_nonzero == len(reference)
+        np.testing.assert_array_equal(np.flatnonzero(slots.leaves()), sorted(reference))
+    drawn = slots.sample(rng, 2_000)
+    assert set(drawn.tolist()) == reference
+    tree = SumTree(50)
+    tree.set(np.array(sorted(reference)), np.ones(len(reference)))
+    np.testing.assert_array_equal(slots.state_dict()["nodes"], tree.state_dict()["nodes"])
+    restored = SlotSet(50)
+    restored.load_state_dict(slots.state_dict())
+    np.testing.assert_array_equal(restored.leaves(), slots.leaves())
