@@ -134,10 +134,7 @@ class SumTree:
             node >>= 1
 
     def _checked_indices(self, indices: np.ndarray) -> np.ndarray:
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if indices.size and (indices.min() < 0 or indices.max() >= self._capacity):
-            raise IndexError(f"sum tree index out of range [0, {self._capacity})")
-        return indices
+        return _checked_indices(indices, self._capacity)
 
 
 class SlotSet:
@@ -225,10 +222,14 @@ class SlotSet:
         self._count -= 1
 
     def _checked_indices(self, indices: np.ndarray) -> np.ndarray:
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if indices.size and (indices.min() < 0 or indices.max() >= self._capacity):
-            raise IndexError(f"slot index out of range [0, {self._capacity})")
-        return indices
+        return _checked_indices(indices, self._capacity)
+
+
+def _checked_indices(indices: np.ndarray, capacity: int) -> np.ndarray:
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size and (indices.min() < 0 or indices.max() >= capacity):
+        raise IndexError(f"sum tree index out of range [0, {capacity})")
+    return indices
 
 
 def _last_occurrence(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
