@@ -47,7 +47,9 @@ Timestep semantics (per environment):
   observation with ``first=True`` and zero reward.
 * ``discount`` is 0 on game over (``terminated``) and, with
   ``terminal_on_life_loss``, on a lost life (the game goes on: ``last`` stays False). A
-  time-limit truncation keeps discount 1.
+  time-limit truncation keeps discount 1 (the learner bootstraps from the last observation),
+  unless ``time_limit_is_terminal``: then the limit is part of the task and ends it like a
+  game over (Pardo et al. 2018, "Time Limits in Reinforcement Learning").
 * ``reward`` is the learning reward (clipped to [-1, 1] when ``clip_rewards``);
   ``raw_reward`` is the game's own reward, for statistics.
 
@@ -142,6 +144,8 @@ class EnvironmentBatch:
             same seed and actions give the same observations.
         clip_rewards: clip ``reward`` to [-1, 1] (``raw_reward`` stays unclipped).
         terminal_on_life_loss: a lost life sets discount 0 (the game is not reset).
+        time_limit_is_terminal: a game cut by the environment's time limit gets discount 0,
+            like a game over, instead of bootstrapping from its last observation.
         render_fn: returns env 0's RGB frame; None means rendering is unavailable.
     """
 
@@ -152,6 +156,7 @@ class EnvironmentBatch:
         *,
         clip_rewards: bool = False,
         terminal_on_life_loss: bool = False,
+        time_limit_is_terminal: bool = False,
         render_fn: Callable[[], np.ndarray] | None = None,
     ) -> None:
         mode = vector_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -164,6 +169,7 @@ class EnvironmentBatch:
         self._seed = int(seed)
         self._clip_rewards = clip_rewards
         self._terminal_on_life_loss = terminal_on_life_loss
+        self._time_limit_is_terminal = time_limit_is_terminal
         self._render_fn = render_fn
 
         self.num_envs: int = int(vector_env.num_envs)
@@ -245,6 +251,8 @@ class EnvironmentBatch:
 
         discount = np.ones(self.num_envs, dtype=np.float32)
         discount[terminated] = 0.0
+        if self._time_limit_is_terminal or os.environ.get("EXPERIMENT_TRUNCATION_ENDS"):
+            discount[truncated] = 0.0
         if self._terminal_on_life_loss:
             discount[life_loss] = 0.0
         last = terminated | truncated
@@ -306,6 +314,7 @@ class AtariConfig:
     fire_reset: bool = True
     clip_rewards: bool = True
     terminal_on_life_loss: bool = False
+    time_limit_is_terminal: bool = False
 
 
 def _rom_id_to_name(rom_id: str) -> str:
@@ -480,6 +489,7 @@ def create_atari_environment(
         seed,
         clip_rewards=config.clip_rewards,
         terminal_on_life_loss=config.terminal_on_life_loss,
+        time_limit_is_terminal=config.time_limit_is_terminal,
         render_fn=render_fn,
     )
 
@@ -626,6 +636,7 @@ def create_gymnasium_environment(
     clip_rewards: bool = False,
     frame_stack: int | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
+    time_limit_is_terminal: bool = False,
 ) -> EnvironmentBatch:
     """E copies of a registered Gymnasium environment with Discrete actions.
 
@@ -639,6 +650,8 @@ def create_gymnasium_environment(
         frame_stack: frames stacked for image and multi-channel observations; None: the
             kind's default, 4 for colour and grayscale images, 1 (no stack) for multi-channel.
         env_kwargs: keyword arguments of ``gym.make``.
+        time_limit_is_terminal: the environment's time limit ends a game like a game over
+            (discount 0) instead of being bootstrapped through.
 
     Observations are float32 [D] for vectors, uint8 [frame_stack, 84, 84] for images and
     [C, H, W] (stacked: [frame_stack, C, H, W]) of the environment's dtype for multi-channel
@@ -658,7 +671,13 @@ def create_gymnasium_environment(
     vector_env = gym.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
     try:
         render_fn = functools.partial(rgb_frame, vector_env.envs[0], name) if render else None
-        return EnvironmentBatch(vector_env, seed, clip_rewards=clip_rewards, render_fn=render_fn)
+        return EnvironmentBatch(
+            vector_env,
+            seed,
+            clip_rewards=clip_rewards,
+            time_limit_is_terminal=time_limit_is_terminal,
+            render_fn=render_fn,
+        )
     except Exception:
         vector_env.close()
         raise
@@ -688,6 +707,7 @@ class EnvSpec:
     clip_rewards: bool = False
     frame_stack: int | None = None  # Images and multi-channel; None: the kind's default.
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # For gym.make.
+    time_limit_is_terminal: bool = False  # The time limit ends a game like a game over.
 
     @property
     def name(self) -> str:
@@ -712,6 +732,7 @@ class EnvSpec:
             clip_rewards=self.clip_rewards,
             frame_stack=self.frame_stack,
             env_kwargs=self.env_kwargs,
+            time_limit_is_terminal=self.time_limit_is_terminal,
         )
 
     def checkpoint_state(self) -> dict[str, Any]:

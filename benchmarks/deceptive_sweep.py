@@ -99,14 +99,23 @@ class DeceptiveResult:
         return all(value >= HOLDS for value in self.evaluations[-last:])
 
 
-def deceptive_run(agent: str, task: str, seed: int, config_overrides=None) -> DeceptiveResult:
+def deceptive_run(
+    agent: str,
+    task: str,
+    seed: int,
+    config_overrides=None,
+    time_limit_is_terminal: bool = False,
+) -> DeceptiveResult:
     """Trains `agent` on toy_envs:`task` for BUDGET steps in one process (one torch thread);
-    evaluates its exploitative policy after every iteration."""
+    evaluates its exploitative policy after every iteration. `time_limit_is_terminal`: the
+    task's horizon ends a game like a game over when learning (gym_env.EnvSpec)."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     module = MODULES[agent]
     config = dataclasses.replace(CONFIGS[agent](), **(config_overrides or {}))
-    spec = gym_env.EnvSpec(classic_name=f"toy_envs:{task}")
+    spec = gym_env.EnvSpec(
+        classic_name=f"toy_envs:{task}", time_limit_is_terminal=time_limit_is_terminal
+    )
     env, actor = module.ActorFactory(config, spec, num_envs=NUM_ENVS, num_actors=1)(0, seed)
     learner = module.build_learner(
         config, env.observation_shape, env.observation_dtype, env.num_actions, seed, CPU
@@ -139,12 +148,13 @@ def deceptive_run(agent: str, task: str, seed: int, config_overrides=None) -> De
     return DeceptiveResult([float(r["eval/episode_return"]) for r in rows], dict(history))
 
 
-def _run_and_report(job: tuple[str, str, int, dict]) -> str:
-    agent, task, seed, overrides = job
+def _run_and_report(job: tuple[str, str, int, dict, bool]) -> str:
+    agent, task, seed, overrides, time_limit_is_terminal = job
     started = time.monotonic()
-    result = deceptive_run(agent, task, seed, overrides)
+    result = deceptive_run(agent, task, seed, overrides, time_limit_is_terminal)
+    settings = {**overrides, **({"time_limit_is_terminal": True} if time_limit_is_terminal else {})}
     lines = [
-        f"{agent} {task} seed {seed}{' ' + str(overrides) if overrides else ''}: evaluations "
+        f"{agent} {task} seed {seed}{' ' + str(settings) if settings else ''}: evaluations "
         f"{np.round(result.evaluations, 2).tolist()} -> "
         f"{'holds' if result.holds_at_the_end() else 'does not hold'} the far reward "
         f"({time.monotonic() - started:.0f} s)"
@@ -186,10 +196,20 @@ def main() -> None:
         default=[],
         help="config overrides for every agent, e.g. exploit_all_sequences=True gamma_0=0.99",
     )
+    parser.add_argument(
+        "--time_limit_is_terminal",
+        action="store_true",
+        help="the task's horizon ends a game like a game over when learning (no bootstrap)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
     args = parser.parse_args()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    jobs = [(a, t, s, overrides) for t in args.tasks for a in args.agents for s in args.seeds]
+    jobs = [
+        (a, t, s, overrides, args.time_limit_is_terminal)
+        for t in args.tasks
+        for a in args.agents
+        for s in args.seeds
+    ]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
         for report in pool.map(_run_and_report, jobs):

@@ -2,6 +2,7 @@
 run_atari, a few at a time, resumable; then `python -m report` over the results.
 
     python benchmarks/minatar_learning.py --out runs/minatar [--jobs 1] [--only dqn-paper]
+        [--games Asterix Freeway] [--seeds 0]
     python -m report runs/minatar/checkpoints --out docs/figures/minatar
 
 Each run is `python -m agents.<agent>.run_atari --environment_name=MinAtar/<Game>-v1` with the
@@ -65,12 +66,20 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def queue(only: set[str] | None) -> list[tuple[str, str, int]]:
+def queue(
+    only: set[str] | None, games: set[str] | None = None, seeds: set[int] | None = None
+) -> list[tuple[str, str, int]]:
     """(variant, game, seed) in the order fixed before any run: Breakout first for every
-    variant, then the other games."""
+    variant, then the other games; `only`, `games` and `seeds` keep a subset, in that order."""
     order = [(v, "Breakout", s) for v in VARIANTS for s in SEEDS]
     order += [(v, g, s) for v in VARIANTS for g in GAMES[1:] for s in SEEDS]
-    return [job for job in order if only is None or f"dqn-{job[0]}" in only]
+    return [
+        (v, g, s)
+        for v, g, s in order
+        if (only is None or f"dqn-{v}" in only)
+        and (games is None or g in games)
+        and (seeds is None or s in seeds)
+    ]
 
 
 def finished(results_csv: pathlib.Path) -> bool:
@@ -115,14 +124,45 @@ def run_one(out: pathlib.Path, variant: str, game: str, seed: int) -> str:
     return f"{name}: exit {code} after {minutes:.1f} min (log {log})"
 
 
+TABLE_FRAMES = (100_000, 250_000, 500_000)
+
+
+def score_table(results_dir: pathlib.Path) -> str:
+    """Markdown: the evaluation return of every run in `results_dir` at TABLE_FRAMES (a MinAtar
+    frame is one agent step), "not reached" where a run has not got there yet."""
+    lines = [
+        "| variant | game | seed | 100k | 250k | 500k (final) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for path in sorted(results_dir.glob("*.csv")):
+        variant, game, seed = path.stem.rsplit("_", 2)
+        with open(path) as f:
+            by_step = {int(r["step"]): float(r["eval/episode_return"]) for r in csv.DictReader(f)}
+        cells = [f"{by_step[n]:.2f}" if n in by_step else "not reached" for n in TABLE_FRAMES]
+        lines.append(f"| {variant} | {game} | {seed.removeprefix('seed')} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "runs" / "minatar")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one core each)")
     parser.add_argument("--only", nargs="*", help="variants to run, e.g. dqn-paper")
+    parser.add_argument("--games", nargs="*", choices=GAMES, help="games to run (default: all)")
+    parser.add_argument("--seeds", nargs="*", type=int, help="seeds to run (default: 0 1 2)")
     parser.add_argument("--list", action="store_true", help="print the queue and stop")
+    parser.add_argument(
+        "--table", action="store_true", help="print the score table of --out's runs and stop"
+    )
     args = parser.parse_args()
-    jobs = queue(set(args.only) if args.only else None)
+    if args.table:
+        print(score_table(args.out.resolve() / "results"))
+        return
+    jobs = queue(
+        set(args.only) if args.only else None,
+        set(args.games) if args.games else None,
+        set(args.seeds) if args.seeds is not None else None,
+    )
     if args.list:
         print("\n".join(f"dqn-{v} {g} seed {s}" for v, g, s in jobs))
         return

@@ -43,6 +43,7 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
         "full_action_space": False,
         "clip_rewards": True,
         "terminal_on_life_loss": False,
+        "time_limit_is_terminal": False,
         **(agent_defaults or {}),
     }
     flags.DEFINE_string("environment_name", d["environment_name"], gym_env.ENVIRONMENT_NAME_HELP)
@@ -122,6 +123,14 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
         d["terminal_on_life_loss"],
         "Atari only: a lost life stops bootstrapping (discount 0) while the game goes on "
         "(Nature DQN: yes; Machado et al. 2018 and R2D2: no).",
+    )
+    flags.DEFINE_bool(
+        "time_limit_is_terminal",
+        d["time_limit_is_terminal"],
+        "A game cut by the environment's time limit stops bootstrapping (discount 0), as if "
+        "the game were over. Right when the limit is part of the task, as in toy_envs' "
+        "deceptive tasks (Pardo et al. 2018); off (bootstrap from the last observation) when "
+        "the limit only bounds the run, as Atari's 108k-frame cap does.",
     )
     flags.DEFINE_string(
         "checkpoint_dir",

@@ -44,6 +44,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "optimizer": "adam",
     "rmsprop_decay": 0.95,
     "rmsprop_eps": 0.01,
+    "time_limit_is_terminal": False,
 }
 
 
@@ -56,6 +57,7 @@ def collect(run, *configs: Any) -> dict[str, Any]:
         values["max_eval_episode_frames"] = run.eval_atari.max_episode_frames
     else:  # A Gymnasium environment: of the Atari settings only reward clipping applies.
         values["clip_rewards"] = run.env_spec.clip_rewards
+    values["time_limit_is_terminal"] = (run.atari or run.env_spec).time_limit_is_terminal
     for config in configs:
         values.update(dataclasses.asdict(config))
     return values

@@ -133,6 +133,7 @@ def environment_specs(**atari_overrides: Any) -> tuple[gym_env.EnvSpec, gym_env.
             full_action_space=FLAGS.full_action_space,
             clip_rewards=FLAGS.clip_rewards,
             terminal_on_life_loss=FLAGS.terminal_on_life_loss,
+            time_limit_is_terminal=FLAGS.time_limit_is_terminal,
             **atari_overrides,
         )
         # Evaluation scores whole games on raw rewards with the evaluation frame cap.
@@ -147,6 +148,7 @@ def environment_specs(**atari_overrides: Any) -> tuple[gym_env.EnvSpec, gym_env.
     spec = gym_env.EnvSpec(
         classic_name=name,
         clip_rewards=FLAGS.clip_rewards,
+        time_limit_is_terminal=FLAGS.time_limit_is_terminal,
         frame_stack=atari_overrides.get("frame_stack"),  # None: the observation kind's default
     )
     spec.create(1, seed=0).close()  # Unsupported spaces fail here, in one line.

@@ -19,6 +19,7 @@ from environments import observations
 from gym_env import (
     AtariConfig,
     EnvironmentBatch,
+    EnvSpec,
     TimeStep,
     UnknownEnvironmentError,
     atari_game_names,
@@ -182,6 +183,28 @@ def test_adapter_truncation_keeps_discount_one():
     truncated, restart = steps[2], steps[3]
     assert truncated.last[0] and truncated.discount[0] == 1.0
     assert restart.first[0]
+
+
+def test_adapter_time_limit_is_terminal_ends_bootstrapping_at_truncation_only():
+    script = [(0.0, False, False, 3), (0.0, False, True, 3), (0.0, False, False, 3)]
+    _, steps = _run_script(script, time_limit_is_terminal=True)
+    assert [s.discount[0] for s in steps] == [1.0, 1.0, 0.0, 1.0, 1.0]
+    assert steps[2].last[0] and steps[3].first[0]
+
+
+def test_spec_time_limit_is_terminal_reaches_the_environment_and_the_checkpoint():
+    spec = EnvSpec(classic_name="toy_envs:DeceptiveCorridor-v0", time_limit_is_terminal=True)
+    env = spec.create(1, seed=0)
+    step = env.reset()
+    while not step.last[0]:  # No-ops until the time limit.
+        step = env.step(np.array([4]))
+    env.close()
+    assert step.discount[0] == 0.0
+    restored = EnvSpec.from_checkpoint_state(spec.checkpoint_state())
+    assert restored.time_limit_is_terminal
+    old = spec.checkpoint_state()
+    del old["gymnasium"]["time_limit_is_terminal"]  # Checkpoints from before the setting.
+    assert not EnvSpec.from_checkpoint_state(old).time_limit_is_terminal
 
 
 def test_adapter_life_loss_and_terminal_on_life_loss():
