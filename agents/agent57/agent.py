@@ -44,7 +44,9 @@ class Agent57Config(ngu.NguConfig):
     """β of the importance-sampling weights (Agent57: 0, no correction)."""
     gamma_0: float = 0.9999
     """γ0, the discount of the exploitative policy j = 0 (Agent57: 0.9999); gamma_max is γ1
-    (0.997, of j = 7) and gamma_min γ2 (0.99, of j = N − 1)."""
+    (0.997, of j = 7) and gamma_min γ2 (0.99, of j = N − 1). γ0 may be below γ1 (the paper's
+    is above): a short-sighted j = 0 beside far-sighted exploratory policies, j = 1..6 in
+    between."""
     bandit_window: int = 160
     """Episodes each actor environment's bandit remembers (Agent57's text: 160; its Table G.3
     prints 90)."""
@@ -67,8 +69,8 @@ class Agent57Config(ngu.NguConfig):
         super().__post_init__()
         if self.num_policies < 10:
             raise ConfigError(f"Agent57's ladder needs num_policies >= 10, got {self.num_policies}")
-        if not self.gamma_max <= self.gamma_0 < 1.0:
-            raise ConfigError(f"need gamma_max <= gamma_0 < 1, got {self.gamma_0}")
+        if not 0.0 <= self.gamma_0 < 1.0:
+            raise ConfigError(f"need 0 <= gamma_0 < 1, got {self.gamma_0}")
         for name in ("bandit_window", "eval_bandit_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")

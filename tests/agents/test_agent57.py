@@ -285,3 +285,12 @@ def test_each_head_has_its_own_optimiser_group_and_its_own_clipping():
     assert norms["grad_norm_extrinsic"] > 1e3 > learner.max_grad_norm > norms["grad_norm_intrinsic"]
     after_clip = torch.cat([p.grad.flatten() for p in intrinsic_params])
     torch.testing.assert_close(after_clip, alone)
+
+
+def test_gamma_0_may_sit_below_the_exploratory_discounts_but_not_reach_one():
+    gammas = Agent57Config(num_policies=16, gamma_0=0.95).discounts()
+    assert gammas[0] == 0.95 and gammas[7] == 0.997 and gammas[-1] == pytest.approx(0.99)
+    assert np.all((gammas[1:7] >= 0.95) & (gammas[1:7] <= 0.997))
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="gamma_0"):
+            Agent57Config(num_policies=16, gamma_0=bad)

