@@ -251,7 +251,7 @@ class EnvironmentBatch:
 
         discount = np.ones(self.num_envs, dtype=np.float32)
         discount[terminated] = 0.0
-        if self._time_limit_is_terminal or os.environ.get("EXPERIMENT_TRUNCATION_ENDS"):
+        if self._time_limit_is_terminal:
             discount[truncated] = 0.0
         if self._terminal_on_life_loss:
             discount[life_loss] = 0.0
