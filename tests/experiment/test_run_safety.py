@@ -12,11 +12,13 @@ import os
 import pathlib
 import signal
 import time
+import types
 
 import numpy as np
 import pytest
 import torch
 
+import gym_env
 from agents.common.target_learner import TargetNetworkLearner
 from agents.dqn.agent import DqnConfig, build_agent
 from experiment import checkpoint, hyperparameters, preflight
@@ -132,6 +134,35 @@ def test_a_checkpoint_that_predates_a_setting_resumes_at_the_value_it_was_traine
         hyperparameters.check_resume(SAVED, {**current, "torso": "minatar"}, [], "ckpt")
     with pytest.raises(hyperparameters.ConfigChangeError, match="dueling"):  # Only added ones.
         hyperparameters.check_resume({"learning_rate": 1e-4}, SAVED, [], "ckpt")
+
+
+@pytest.mark.parametrize("atari", [False, True])
+def test_the_time_limit_setting_is_a_hyperparameter_of_both_environment_kinds(atari):
+    def run(limit_ends_game: bool):
+        if atari:
+            config = gym_env.AtariConfig("Pong", time_limit_is_terminal=limit_ends_game)
+            spec = gym_env.EnvSpec(atari=config)
+        else:
+            config = None
+            spec = gym_env.EnvSpec(
+                classic_name="CartPole-v1", time_limit_is_terminal=limit_ends_game
+            )
+        return types.SimpleNamespace(
+            num_train_steps=100,
+            num_eval_steps=10,
+            num_envs=1,
+            seed=0,
+            eval_epsilon=0.05,
+            atari=config,
+            eval_atari=config,
+            env_spec=spec,
+        )
+
+    saved = hyperparameters.collect(run(False))
+    with pytest.raises(
+        hyperparameters.ConfigChangeError, match="time_limit_is_terminal False -> True"
+    ):
+        hyperparameters.check_resume(saved, hyperparameters.collect(run(True)), [], "ckpt")
 
 
 def test_allowing_an_unknown_name_is_an_error():
