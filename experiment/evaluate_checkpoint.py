@@ -253,13 +253,54 @@ def run_evaluation(agent: str, make_actor: Callable[[dict[str, Any], Any], Any])
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalScript:
+    """An agent's eval_agent.py: its flags, defined when the script is built, and its main.
+
+    make_actor(state, config, network, device) builds the playing actor from the checkpoint
+    (its state dict, config and network with the saved weights, on `device`); it reads
+    --eval_epsilon, --seed and --policy_index from FLAGS. policy_index: (default, help) of
+    --policy_index, for the agents with a family of policies; None: no such flag.
+    """
+
+    agent: str
+    config_cls: type
+    build_network: Callable
+    make_actor: Callable[[dict[str, Any], Any, torch.nn.Module, torch.device], Any]
+    policy_index: tuple[int | None, str] | None = None
+
+    def __post_init__(self) -> None:
+        define_eval_flags()
+        if self.policy_index is not None:
+            define_policy_index_flag(*self.policy_index)
+
+    def main(self) -> EvalResult:
+        return run_evaluation(self.agent, self._actor_for)
+
+    def _actor_for(self, state: dict[str, Any], env) -> Any:
+        config, network, device = network_from_checkpoint(
+            state, self.config_cls, self.build_network, env
+        )
+        return self.make_actor(state, config, network, device)
+
+
+def greedy_actor(actor_class: type) -> Callable[..., Any]:
+    """make_actor for an agent whose evaluation plays `actor_class`(network, ε, seed, device)."""
+
+    def make_actor(state, config, network, device):
+        return actor_class(network, FLAGS.eval_epsilon, FLAGS.seed, device)
+
+    return make_actor
+
+
 def config_from_checkpoint(config_cls: type, state: dict[str, Any]) -> Any:
     """The agent config a checkpoint was trained with, as `config_cls`; a checkpoint whose
     config does not fit (another agent, another version) gets one line."""
     saved = dict(state.get("config", {}))
     names = {field.name for field in dataclasses.fields(config_cls)}
     # Settings added since the checkpoint was written: the values it was trained with.
-    saved |= {k: v for k, v in hyperparameters.ADDED_SETTINGS.items() if k in names - set(saved)}
+    added = hyperparameters.added_settings(config_cls)
+    saved |= {k: v for k, v in added.items() if k in names - set(saved)}
     unknown, missing = sorted(set(saved) - names), sorted(names - set(saved))
     if unknown or missing:
         raise checkpoint.CheckpointError(

@@ -48,6 +48,16 @@ ADDED_SETTINGS: dict[str, Any] = {
 }
 
 
+def added_settings(*configs: Any) -> dict[str, Any]:
+    """ADDED_SETTINGS with each config (class or instance) merged in: an agent whose settings
+    were added later declares, in a class attribute `added_settings`, what its checkpoints were
+    trained with (NGU's one value network; Agent57's two)."""
+    merged = dict(ADDED_SETTINGS)
+    for config in configs:
+        merged |= getattr(config, "added_settings", {})
+    return merged
+
+
 def collect(run, *configs: Any) -> dict[str, Any]:
     """{flag name: value} of the run's learning-relevant settings and of each config
     dataclass (the agent's, the parallel loop's)."""
@@ -68,13 +78,15 @@ def check_resume(
     current: Mapping[str, Any],
     allowed: Collection[str],
     source: str,
+    added: Mapping[str, Any] = ADDED_SETTINGS,
 ) -> dict[str, tuple[Any, Any]]:
     """Raises ConfigChangeError listing the hyperparameters that differ from `saved` (those of
     the checkpoint at `source`) and are not in `allowed`; returns the allowed changes.
 
     Names in `allowed` must be hyperparameters: a typo would otherwise allow nothing. A
     checkpoint written before hyperparameters were saved (`saved` None) is let through with a
-    warning.
+    warning. `added`: the settings that may be absent from `saved`, with the value they had
+    (`added_settings`).
     """
     if saved is None:
         logging.warning("%s holds no hyperparameters to compare with; not checked", source)
@@ -89,7 +101,8 @@ def check_resume(
     changes = {
         name: (saved.get(name, "absent"), current.get(name, "absent"))
         for name in sorted(set(saved) | set(current))
-        if not _same(saved.get(name), current.get(name)) and not _predates(saved, current, name)
+        if not _same(saved.get(name), current.get(name))
+        and not _predates(saved, current, name, added)
     }
     refused = [name for name in changes if name not in allowed]
     if refused:
@@ -104,13 +117,11 @@ def check_resume(
     return changes
 
 
-def _predates(saved: Mapping[str, Any], current: Mapping[str, Any], name: str) -> bool:
+def _predates(
+    saved: Mapping[str, Any], current: Mapping[str, Any], name: str, added: Mapping[str, Any]
+) -> bool:
     """The checkpoint predates setting `name`, which now has the value it was trained with."""
-    return (
-        name not in saved
-        and name in ADDED_SETTINGS
-        and _same(current.get(name), ADDED_SETTINGS[name])
-    )
+    return name not in saved and name in added and _same(current.get(name), added[name])
 
 
 def _same(a: Any, b: Any) -> bool:

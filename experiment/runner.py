@@ -85,6 +85,7 @@ def _start_run(name: str, run: RunConfig, *configs: Any) -> _RunStart:
             settings,
             FLAGS.allow_config_change,
             str(checkpointer.resume_path),
+            hyperparameters.added_settings(*configs),
         )
     return _RunStart(shape, dtype, num_actions, checkpointer, settings, state)
 

@@ -1,14 +1,11 @@
 """Agent57 (Badia et al. 2020b): NGU with two value networks and a meta-controller.
 
 What is Agent57's own, and all that lives here:
-- Two recurrent Q-networks of the same architecture, Q_e trained by transformed Retrace on r^e
-  alone and Q_i on r^i alone, each with the sequence's γ_j, its own optimiser state and its own
-  gradient clipping. Both losses use one target policy, ε-greedy on the combined online
-  Q = Q_e + β_j·Q_i (or h(h⁻¹(Q_e) + β_j·h⁻¹(Q_i)) with --transformed_mix); actors act on it.
 - A sliding-window UCB bandit per environment choosing j at each episode start, and one for the
   evaluator.
-- Its defaults: the discount ladder γ0 → γ1 → γ2, trace length 160 and replay period 80, IS
-  exponent 0, target update every 1,500 updates.
+- Its defaults: two value networks (NGU's --separate_value_networks: Q_e trained by transformed
+  Retrace on r^e alone and Q_i on r^i alone, combined as Q_e + β_j·Q_i), the discount ladder
+  γ0 → γ1 → γ2, trace length 160 and replay period 80, IS exponent 0.
 Everything else is NGU's and R2D2's parts, used as they are.
 """
 
@@ -16,17 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from agents.common.sequence_learning import build_sequence_learner, unroll_sequences
+from agents.common.sequence_learning import build_sequence_learner
 from agents.ngu import agent as ngu
-from agents.r2d2.agent import value_rescaling
 from experiment.errors import ConfigError
 from exploration.bandit import BanditPolicyChooser
 from exploration.policies import PolicyIndexChooser, agent57_discounts
-from networks.recurrent import RecurrentQNetworkPair, recurrent_network_for
 
 COLUMNS = ngu.COLUMNS  # Agent57 stores exactly what NGU stores.
 
@@ -35,6 +31,15 @@ COLUMNS = ngu.COLUMNS  # Agent57 stores exactly what NGU stores.
 class Agent57Config(ngu.NguConfig):
     """Agent57 hyperparameters: NGU's (Table 6) except where the Agent57 paper differs."""
 
+    added_settings: ClassVar[dict[str, Any]] = {
+        **ngu.NguConfig.added_settings,
+        "separate_value_networks": True,  # Agent57 has always had two networks.
+    }
+
+    separate_value_networks: bool = True
+    """Two value networks, Q_e on r^e and Q_i on r^i, combined as Q_e + β_j·Q_i (Agent57's
+    separate parameterisation). False: NGU's one network on r^e + β_j·r^i, the paper's
+    ablation."""
     sequence_length: int = 160
     """Steps of each replayed sequence that the loss covers, after the burn-in (Agent57: trace
     length 160)."""
@@ -58,12 +63,6 @@ class Agent57Config(ngu.NguConfig):
     """Episodes the evaluator's bandit remembers (Agent57: 3,600)."""
     eval_bandit_epsilon: float = 0.01
     """Probability that the evaluator's bandit picks a uniform arm (Agent57: 0.01)."""
-    transformed_mix: bool = False
-    """Combine the heads as h(h⁻¹(Q_e) + β_j·h⁻¹(Q_i)) instead of Q_e + β_j·Q_i (the paper's
-    experiments use the plain sum; it reports the two perform the same)."""
-    priority_from_combined_td: bool = True
-    """Priorities from the TD error of the combined value, |δ_e + β_j·δ_i| (True), or from
-    |δ_e| + |δ_i| (False); the paper does not say."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,37 +78,8 @@ class Agent57Config(ngu.NguConfig):
         return agent57_discounts(self.num_policies, self.gamma_0, self.gamma_max, self.gamma_min)
 
 
-def combined_q(
-    q_pair: torch.Tensor, beta: torch.Tensor, transformed: bool, tx_pair
-) -> torch.Tensor:
-    """Q(x, a, j) from both heads: q_pair [2, ..., A] (extrinsic, intrinsic), beta [...] the
-    β_j of each row -> [..., A]. Plain: Q_e + β_j·Q_i; transformed: h(h⁻¹(Q_e) + β_j·h⁻¹(Q_i))."""
-    beta = beta.unsqueeze(-1)
-    if transformed:
-        return tx_pair.apply(tx_pair.apply_inv(q_pair[0]) + beta * tx_pair.apply_inv(q_pair[1]))
-    return q_pair[0] + beta * q_pair[1]
-
-
-def build_network(
-    config: Agent57Config, observation_shape: tuple[int, ...], num_actions: int
-) -> ngu.NguNetworks:
-    """Agent57's one network builder: NGU's networks with a pair of Q-networks."""
-    inputs = ngu.q_network_inputs(num_actions, config)
-    pair = RecurrentQNetworkPair(
-        recurrent_network_for(observation_shape, num_actions, **inputs),
-        recurrent_network_for(observation_shape, num_actions, **inputs),
-    )
-    return ngu.NguNetworks(pair, *ngu.novelty_networks(config, observation_shape, num_actions))
-
-
 class Actor(ngu.Actor):
-    """NGU's actor acting on the combined Q of the two heads."""
-
-    def action_values(self, network_output: torch.Tensor) -> torch.Tensor:
-        betas = torch.as_tensor(self.config.betas(), dtype=torch.float32, device=self.device)
-        beta = betas[torch.as_tensor(self.policies.indices, device=self.device)]
-        tx = value_rescaling(self.config)
-        return combined_q(network_output[:, 0], beta, self.config.transformed_mix, tx)
+    """NGU's actor, also counting the arms its bandits play."""
 
     def _account_episodes(self, timestep) -> None:
         """NGU's per-arm returns, and for every finished episode which arm it played: each
@@ -121,59 +91,6 @@ class Actor(ngu.Actor):
         super()._account_episodes(timestep)
 
 
-class Learner(ngu.Learner):
-    """NGU's learner with one Retrace loss per head: Q_e on r^e, Q_i on r^i, both with γ_j and
-    the target policy ε-greedy on the combined online Q."""
-
-    def q_param_groups(self, network: ngu.NguNetworks, config: Agent57Config) -> list[dict]:
-        lr = config.learning_rate
-        return [
-            {"name": "extrinsic", "params": list(network.q.extrinsic.parameters()), "lr": lr},
-            {"name": "intrinsic", "params": list(network.q.intrinsic.parameters()), "lr": lr},
-        ]
-
-    def own_policy_td_errors(self, batch):
-        q, target_q, policy_q = self.unroll_heads(batch)
-        heads = self.retrace_of_heads(
-            q, target_q, policy_q, batch["reward"], batch["intrinsic_reward"], batch
-        )
-        stats = {
-            "q_value_extrinsic": q[0].detach().mean(),
-            "q_value_intrinsic": q[1].detach().mean(),
-        }
-        return heads, stats
-
-    def unroll_heads(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Online and target Q of both heads [2, T_learn, B, A], and the combined online Q
-        [T_learn, B, A] that the shared target policy is ε-greedy on."""
-        burn_in = self.config.burn_in
-        q = unroll_sequences(self.network, batch, burn_in)
-        with torch.no_grad():
-            target_q = unroll_sequences(self.target_network, batch, burn_in)
-        beta = self.betas[batch["policy_index"][burn_in:]]
-        policy_q = combined_q(q.detach(), beta, self.config.transformed_mix, self.tx_pair)
-        return q, target_q, policy_q
-
-    def retrace_of_heads(
-        self, q, target_q, policy_q, extrinsic_reward, intrinsic_reward, batch
-    ) -> dict[str, torch.Tensor]:
-        """Each head's Retrace TD errors on its own reward alone: Q_e on r^e, Q_i on r^i."""
-        return {
-            "_extrinsic": self.retrace_td_errors(
-                q[0], target_q[0], policy_q, extrinsic_reward, batch
-            ),
-            "_intrinsic": self.retrace_td_errors(
-                q[1], target_q[1], policy_q, intrinsic_reward, batch
-            ),
-        }
-
-    def own_priority_td(self, heads: dict[str, torch.Tensor], batch) -> torch.Tensor:
-        td_e, td_i = heads["_extrinsic"], heads["_intrinsic"]
-        if not self.config.priority_from_combined_td:
-            return td_e.abs() + td_i.abs()
-        return td_e + self.betas[batch["policy_index"][self.config.burn_in + 1 :]] * td_i
-
-
 @dataclasses.dataclass(frozen=True)
 class ActorFactory(ngu.ActorFactory):
     """Builds one Agent57 actor process: NGU's, with a bandit per environment."""
@@ -181,7 +98,6 @@ class ActorFactory(ngu.ActorFactory):
     config: Agent57Config
 
     actor_class = Actor
-    network_builder = staticmethod(build_network)
 
     def describe(self) -> list[str]:
         # R2D2's ε ladder line, not NGU's lines on fixed or drawn j: a bandit chooses j here.
@@ -225,4 +141,5 @@ def evaluation_actor(
 
 
 # build_learner(config, observation_shape, observation_dtype, num_actions, seed, device)
-build_learner = functools.partial(build_sequence_learner, Learner, build_network, COLUMNS)
+build_learner = functools.partial(build_sequence_learner, ngu.Learner, ngu.build_network, COLUMNS)
+build_network = ngu.build_network

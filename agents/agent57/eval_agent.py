@@ -5,28 +5,13 @@ python -m agents.agent57.eval_agent --environment_name=Pitfall
 python -m agents.agent57.eval_agent --environment_name=Pitfall --policy_index=0
 """
 
-from __future__ import annotations
-
-from absl import flags, logging
+from absl import logging
 
 from agents.agent57.agent import Agent57Config, build_network, evaluation_actor
 from experiment.checkpoint import CheckpointError
 from experiment.command_line import run_cli
-from experiment.evaluate_checkpoint import (
-    define_eval_flags,
-    define_policy_index_flag,
-    network_from_checkpoint,
-    run_evaluation,
-)
+from experiment.evaluate_checkpoint import FLAGS, EvalScript
 from exploration.bandit import SlidingWindowUcb
-
-FLAGS = flags.FLAGS
-define_eval_flags()
-define_policy_index_flag(
-    None,
-    "Arm (policy j) to play; default: the arm with the best mean return in the evaluator "
-    "bandit's window as the checkpoint saved it (j = 0 before any evaluation).",
-)
 
 
 def evaluator_best_arm(state: dict, config: Agent57Config) -> int:
@@ -43,8 +28,8 @@ def evaluator_best_arm(state: dict, config: Agent57Config) -> int:
     return bandit.best_arm()
 
 
-def make_actor(state, env):
-    config, network, device = network_from_checkpoint(state, Agent57Config, build_network, env)
+def arm_actor(state, config: Agent57Config, network, device):
+    """Plays --policy_index, or the evaluator bandit's best arm."""
     arm = FLAGS.policy_index
     if arm is None:
         arm = evaluator_best_arm(state, config)
@@ -52,9 +37,11 @@ def make_actor(state, env):
     return evaluation_actor(network, config, FLAGS.eval_epsilon, FLAGS.seed, arm, device)
 
 
-def main() -> None:
-    run_evaluation("agent57", make_actor)
-
+POLICY_INDEX_HELP = (
+    "Arm (policy j) to play; default: the arm with the best mean return in the evaluator "
+    "bandit's window as the checkpoint saved it (j = 0 before any evaluation)."
+)
+SCRIPT = EvalScript("agent57", Agent57Config, build_network, arm_actor, (None, POLICY_INDEX_HELP))
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(SCRIPT.main)

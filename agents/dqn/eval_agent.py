@@ -3,31 +3,12 @@
 python -m agents.dqn.eval_agent --environment_name=Pong
 """
 
-from __future__ import annotations
-
-from absl import flags
-
 from agents.dqn.agent import DqnConfig, build_network
 from experiment.command_line import run_cli
-from experiment.evaluate_checkpoint import (
-    define_eval_flags,
-    network_from_checkpoint,
-    run_evaluation,
-)
+from experiment.evaluate_checkpoint import EvalScript, greedy_actor
 from greedy_actors import EpsilonGreedyActor
 
-FLAGS = flags.FLAGS
-define_eval_flags()
-
-
-def make_actor(state, env) -> EpsilonGreedyActor:
-    _, network, device = network_from_checkpoint(state, DqnConfig, build_network, env)
-    return EpsilonGreedyActor(network, FLAGS.eval_epsilon, FLAGS.seed, device)
-
-
-def main() -> None:
-    run_evaluation("dqn", make_actor)
-
+SCRIPT = EvalScript("dqn", DqnConfig, build_network, greedy_actor(EpsilonGreedyActor))
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(SCRIPT.main)

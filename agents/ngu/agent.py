@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import functools
 from collections import defaultdict
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from experiment.errors import ConfigError, require_positive
 from exploration.novelty import EpisodicConfig, EpisodicMemory, intrinsic_reward
 from exploration.policies import PolicyIndexChooser, epsilon_greedy_policy, ngu_betas, ngu_discounts
 from networks.intrinsic import EmbeddingNetwork, RndNetworks
-from networks.recurrent import recurrent_network_for
+from networks.recurrent import RecurrentQNetworkPair, recurrent_network_for
 from sequence_replay import Column
 
 CPU = r2d2.CPU
@@ -66,6 +67,13 @@ COLUMNS = (
 class NguConfig(SequenceAgentConfig):
     """NGU hyperparameters (the paper's Table 6) unless docs/deviations.md lists a deviation."""
 
+    # What a checkpoint written before these settings existed was trained with.
+    added_settings: ClassVar[dict[str, Any]] = {
+        "separate_value_networks": False,
+        "transformed_mix": False,
+        "priority_from_combined_td": True,
+    }
+
     adam_eps: float = 1e-4
     """Adam's ε for every NGU loss (NGU Table 6: 1e-4)."""
     target_update_period: int = 1_500
@@ -91,6 +99,18 @@ class NguConfig(SequenceAgentConfig):
     any number of environments. False: environment g always plays j = g mod N (NGU App. A);
     with fewer environments than policies the high-β policies then never run, and with N
     environments each j only ever has one ε (j = 0 the ladder's largest)."""
+    separate_value_networks: bool = False
+    """True: two Q-networks of the same architecture, Q_e trained on r^e alone and Q_i on r^i
+    alone, both with γ_j, combined as Q_e + β_j·Q_i to act and for the target policy (Agent57's
+    remedy for a shared network whose scale is set by the intrinsic reward; Agent57 always
+    uses it). False: one network on r^e + β_j·r^i (the NGU paper)."""
+    transformed_mix: bool = False
+    """With separate_value_networks: combine the networks as h(h⁻¹(Q_e) + β_j·h⁻¹(Q_i))
+    instead of Q_e + β_j·Q_i (Agent57's experiments use the plain sum; it reports the two
+    perform the same)."""
+    priority_from_combined_td: bool = True
+    """With separate_value_networks: priorities from the TD error of the combined value,
+    |δ_e + β_j·δ_i| (True), or from |δ_e| + |δ_i| (False); the Agent57 paper does not say."""
     exploit_all_sequences: bool = False
     """True: besides each sequence's own policy j, the exploitative policy j = 0 also learns
     from every sequence of the other policies (Retrace, off-policy, with the actors'
@@ -204,11 +224,29 @@ def q_network_inputs(num_actions: int, config: NguConfig) -> dict:
 def build_network(
     config: NguConfig, observation_shape: tuple[int, ...], num_actions: int
 ) -> NguNetworks:
-    """NGU's one network builder, used by actors, the learner and eval_agent alike."""
-    q = recurrent_network_for(
-        observation_shape, num_actions, **q_network_inputs(num_actions, config)
-    )
+    """NGU's one network builder, used by actors, the learner and eval_agent alike: one
+    Q-network, or with separate_value_networks a pair (extrinsic, intrinsic)."""
+    inputs = q_network_inputs(num_actions, config)
+    if config.separate_value_networks:
+        q = RecurrentQNetworkPair(
+            recurrent_network_for(observation_shape, num_actions, **inputs),
+            recurrent_network_for(observation_shape, num_actions, **inputs),
+        )
+    else:
+        q = recurrent_network_for(observation_shape, num_actions, **inputs)
     return NguNetworks(q, *novelty_networks(config, observation_shape, num_actions))
+
+
+def combined_q(
+    q_pair: torch.Tensor, beta: torch.Tensor, transformed: bool, tx_pair
+) -> torch.Tensor:
+    """Q(x, a, j) of separate networks: q_pair [2, ..., A] (extrinsic, intrinsic), beta [...]
+    the β_j of each row -> [..., A]. Plain: Q_e + β_j·Q_i; transformed:
+    h(h⁻¹(Q_e) + β_j·h⁻¹(Q_i))."""
+    beta = beta.unsqueeze(-1)
+    if transformed:
+        return tx_pair.apply(tx_pair.apply_inv(q_pair[0]) + beta * tx_pair.apply_inv(q_pair[1]))
+    return q_pair[0] + beta * q_pair[1]
 
 
 def novelty_networks(
@@ -301,6 +339,14 @@ class Actor(r2d2.Actor):
 
     def weights_updated(self) -> None:
         self.embeddings.weights_updated()
+
+    def action_values(self, network_output: torch.Tensor) -> torch.Tensor:
+        if not self.config.separate_value_networks:
+            return super().action_values(network_output)
+        betas = torch.as_tensor(self.config.betas(), dtype=torch.float32, device=self.device)
+        beta = betas[torch.as_tensor(self.policies.indices, device=self.device)]
+        tx = r2d2.value_rescaling(self.config)
+        return combined_q(network_output[:, 0], beta, self.config.transformed_mix, tx)
 
     def extra_inputs(self, timestep) -> dict[str, torch.Tensor]:
         first = np.asarray(timestep.first)
@@ -395,8 +441,15 @@ class Learner(r2d2.Learner):
         self.gammas = torch.as_tensor(config.discounts(), dtype=torch.float32, device=device)
 
     def q_param_groups(self, network: NguNetworks, config: NguConfig) -> list[dict]:
-        """The optimiser groups of the value network(s) (Agent57 has two)."""
-        return [{"name": "q", "params": list(network.q.parameters()), "lr": config.learning_rate}]
+        """The optimiser groups of the value network(s): each separate network has its own
+        group, so its own gradient clipping."""
+        lr = config.learning_rate
+        if not config.separate_value_networks:
+            return [{"name": "q", "params": list(network.q.parameters()), "lr": lr}]
+        return [
+            {"name": "extrinsic", "params": list(network.q.extrinsic.parameters()), "lr": lr},
+            {"name": "intrinsic", "params": list(network.q.intrinsic.parameters()), "lr": lr},
+        ]
 
     def head_td_errors(self, batch):
         """Each sequence's TD errors under its own policy j and, with exploit_all_sequences,
@@ -413,11 +466,49 @@ class Learner(r2d2.Learner):
     def own_policy_td_errors(self, batch):
         """({loss suffix: [T_learn − 1, B] TD errors}, statistics) of the sequences under the
         policy index `batch["policy_index"]` says."""
+        if self.config.separate_value_networks:
+            return self.separate_td_errors(batch)
         q = unroll_sequences(self.network, batch, self.config.burn_in)
         with torch.no_grad():
             target_q = unroll_sequences(self.target_network, batch, self.config.burn_in)
         td = self.retrace_td_errors(q, target_q, q.detach(), self.mixed_reward(batch), batch)
         return {"": td}, {"q_value": q.detach().mean()}
+
+    def separate_td_errors(self, batch):
+        """Separate networks: Q_e's Retrace on r^e alone and Q_i's on r^i alone."""
+        q, target_q, policy_q = self.unroll_heads(batch)
+        heads = self.retrace_of_heads(
+            q, target_q, policy_q, batch["reward"], batch["intrinsic_reward"], batch
+        )
+        stats = {
+            "q_value_extrinsic": q[0].detach().mean(),
+            "q_value_intrinsic": q[1].detach().mean(),
+        }
+        return heads, stats
+
+    def unroll_heads(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Separate networks: online and target Q of both [2, T_learn, B, A], and the combined
+        online Q [T_learn, B, A] that their one target policy is ε-greedy on."""
+        burn_in = self.config.burn_in
+        q = unroll_sequences(self.network, batch, burn_in)
+        with torch.no_grad():
+            target_q = unroll_sequences(self.target_network, batch, burn_in)
+        beta = self.betas[batch["policy_index"][burn_in:]]
+        policy_q = combined_q(q.detach(), beta, self.config.transformed_mix, self.tx_pair)
+        return q, target_q, policy_q
+
+    def retrace_of_heads(
+        self, q, target_q, policy_q, extrinsic_reward, intrinsic_reward, batch
+    ) -> dict[str, torch.Tensor]:
+        """Each network's Retrace TD errors on its own reward alone, both with γ_j."""
+        return {
+            "_extrinsic": self.retrace_td_errors(
+                q[0], target_q[0], policy_q, extrinsic_reward, batch
+            ),
+            "_intrinsic": self.retrace_td_errors(
+                q[1], target_q[1], policy_q, intrinsic_reward, batch
+            ),
+        }
 
     def priority_td(self, heads: dict[str, torch.Tensor], batch) -> torch.Tensor:
         """The own policy's TD errors, plus j = 0's where it learns from the sequence too: a
@@ -431,7 +522,12 @@ class Learner(r2d2.Learner):
         return priority.abs() + sum(td.abs() for td in exploit)
 
     def own_priority_td(self, heads: dict[str, torch.Tensor], batch) -> torch.Tensor:
-        return heads[""]
+        if not self.config.separate_value_networks:
+            return heads[""]
+        td_e, td_i = heads["_extrinsic"], heads["_intrinsic"]
+        if not self.config.priority_from_combined_td:
+            return td_e.abs() + td_i.abs()
+        return td_e + self.betas[batch["policy_index"][self.config.burn_in + 1 :]] * td_i
 
     def mixed_reward(self, batch) -> torch.Tensor:
         """[T, B] r^e + β_j·r^i."""

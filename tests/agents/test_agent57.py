@@ -1,10 +1,12 @@
 """Agent57's own parts against values computed independently: the discount ladder, the
-sliding-window UCB bandit (a reference loop over an explicit deque), the separation of the two
-heads' losses, and the combined Q."""
+sliding-window UCB bandit (a reference loop over an explicit deque); and the separate value
+networks (Agent57's, and NGU's with --separate_value_networks): the separation of their losses,
+and the combined Q."""
 
 from __future__ import annotations
 
 import collections
+import functools
 import math
 
 import numpy as np
@@ -12,7 +14,9 @@ import pytest
 import torch
 
 import value_learning
-from agents.agent57.agent import Agent57Config, build_learner, combined_q
+from agents.agent57.agent import Agent57Config, build_learner
+from agents.ngu import agent as ngu
+from agents.ngu.agent import combined_q
 from exploration.bandit import BanditPolicyChooser, SlidingWindowUcb
 from exploration.policies import agent57_discounts
 
@@ -173,9 +177,16 @@ def test_combined_q_is_the_formula():
     torch.testing.assert_close(combined_q(q, beta, True, tx), expected)
 
 
-def _small_learner():
+SEPARATE = {
+    "agent57": Agent57Config,
+    "ngu": functools.partial(ngu.NguConfig, separate_value_networks=True),
+}
+
+
+def _small_learner(agent: str = "agent57", **overrides):
     torch.manual_seed(0)
-    config = Agent57Config(
+    config = SEPARATE[agent](
+        **overrides,
         burn_in=2,
         sequence_length=6,
         replay_period=2,
@@ -186,6 +197,10 @@ def _small_learner():
         episodic_memory_capacity=10,
     )
     return build_learner(config, (4,), np.float32, 3, 0, torch.device("cpu"))
+
+
+# Both agents build the learner the same way: Agent57's is NGU's.
+assert build_learner.func is ngu.build_learner.func
 
 
 def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -230,8 +245,9 @@ def _head_losses_and_grads(learner, batch, extrinsic_reward, intrinsic_reward):
     return result
 
 
-def test_intrinsic_rewards_leave_the_extrinsic_head_exactly_unchanged_and_vice_versa():
-    learner = _small_learner()
+@pytest.mark.parametrize("agent", SEPARATE)
+def test_intrinsic_rewards_leave_the_extrinsic_head_exactly_unchanged_and_vice_versa(agent):
+    learner = _small_learner(agent)
     batch = _batch()
     r_e, r_i = batch["reward"], batch["intrinsic_reward"]
     base = _head_losses_and_grads(learner, batch, r_e, r_i)
@@ -249,8 +265,9 @@ def test_intrinsic_rewards_leave_the_extrinsic_head_exactly_unchanged_and_vice_v
     assert not base["_intrinsic"][1]["extrinsic"].any()
 
 
-def test_the_learner_trains_each_head_on_its_own_reward_column():
-    learner = _small_learner()
+@pytest.mark.parametrize("agent", SEPARATE)
+def test_the_learner_trains_each_head_on_its_own_reward_column(agent):
+    learner = _small_learner(agent)
     batch = _batch()
     heads, _ = learner.head_td_errors(batch)
     q, target_q, policy_q = learner.unroll_heads(batch)
@@ -265,8 +282,9 @@ def test_the_learner_trains_each_head_on_its_own_reward_column():
     assert not torch.allclose(heads["_extrinsic"], swapped["_extrinsic"])
 
 
-def test_each_head_has_its_own_optimiser_group_and_its_own_clipping():
-    learner = _small_learner()
+@pytest.mark.parametrize("agent", SEPARATE)
+def test_each_head_has_its_own_optimiser_group_and_its_own_clipping(agent):
+    learner = _small_learner(agent)
     assert learner.group_names == ["extrinsic", "intrinsic", "embedding", "rnd"]
     batch = _batch()
     intrinsic_params = list(learner.network.q.intrinsic.parameters())
@@ -294,3 +312,27 @@ def test_gamma_0_may_sit_below_the_exploratory_discounts_but_not_reach_one():
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match="gamma_0"):
             Agent57Config(num_policies=16, gamma_0=bad)
+
+
+@pytest.mark.parametrize("agent", SEPARATE)
+def test_one_shared_network_when_separate_value_networks_is_off(agent):
+    learner = _small_learner(agent, separate_value_networks=False)
+    assert learner.group_names == ["q", "embedding", "rnd"]
+    batch = _batch()
+    batch["start_state"] = batch["start_state"][:, : learner.network.state_size]  # one LSTM
+    heads, stats = learner.head_td_errors(batch)
+    assert list(heads) == [""] and "q_value" in stats
+    assert ngu.NguConfig().separate_value_networks is False  # NGU's paper: one network
+    assert Agent57Config().separate_value_networks is True
+
+
+@pytest.mark.parametrize("agent", SEPARATE)
+def test_the_actor_acts_on_the_combined_q_of_the_separate_networks(agent):
+    learner = _small_learner(agent)
+    config = learner.config
+    actor = ngu.evaluation_actor(learner.network, config, 0.0, 4, seed=0, num_envs=2)
+    output = torch.randn(2, 1, 2, 3)  # [heads, T = 1, E, A]
+    beta = torch.full((2,), float(config.betas()[4]))
+    torch.testing.assert_close(
+        actor.action_values(output), combined_q(output[:, 0], beta, False, None)
+    )

@@ -248,12 +248,15 @@ def test_a_run_label_that_is_not_a_plain_name_is_a_one_line_error(label):
 def test_eval_agent_reads_the_config_of_a_checkpoint_that_predates_added_settings():
     import dataclasses
 
+    from agents.agent57.agent import Agent57Config
     from agents.dqn.agent import DqnConfig
+    from agents.ngu.agent import NguConfig
     from agents.r2d2.agent import R2d2Config
     from experiment.evaluate_checkpoint import config_from_checkpoint
 
-    for config_cls in (DqnConfig, R2d2Config):
+    for config_cls in (DqnConfig, R2d2Config, NguConfig, Agent57Config):
         saved = dataclasses.asdict(config_cls())
-        for added in ("torso", "lstm_size"):
+        for added in ("torso", "lstm_size", "separate_value_networks"):
             saved.pop(added, None)  # As written before those settings existed.
+        # Each agent's own value: NGU was trained with one value network, Agent57 with two.
         assert config_from_checkpoint(config_cls, {"config": saved}) == config_cls()

@@ -136,6 +136,24 @@ def test_a_checkpoint_that_predates_a_setting_resumes_at_the_value_it_was_traine
         hyperparameters.check_resume({"learning_rate": 1e-4}, SAVED, [], "ckpt")
 
 
+def test_an_agents_added_setting_resumes_at_that_agents_value():
+    from agents.agent57.agent import Agent57Config
+    from agents.ngu.agent import NguConfig
+
+    saved = dict(SAVED)  # Written before separate_value_networks existed.
+    two, one = (
+        {**SAVED, "separate_value_networks": True},
+        {**SAVED, "separate_value_networks": False},
+    )
+    agent57, ngu = (hyperparameters.added_settings(c) for c in (Agent57Config, NguConfig))
+    assert hyperparameters.check_resume(saved, two, [], "ckpt", agent57) == {}
+    assert hyperparameters.check_resume(saved, one, [], "ckpt", ngu) == {}
+    with pytest.raises(hyperparameters.ConfigChangeError, match="'absent' -> False"):
+        hyperparameters.check_resume(saved, one, [], "ckpt", agent57)
+    with pytest.raises(hyperparameters.ConfigChangeError, match="'absent' -> True"):
+        hyperparameters.check_resume(saved, two, [], "ckpt", ngu)
+
+
 @pytest.mark.parametrize("atari", [False, True])
 def test_the_time_limit_setting_is_a_hyperparameter_of_both_environment_kinds(atari):
     def run(limit_ends_game: bool):
