@@ -19,6 +19,14 @@ Variants:
 - dqn-library: the library's defaults (Adam lr 1e-4, eps 1.5e-4, gradient norm 10, 4
   environments) with double Q, on the paper's MinAtar scale (the replay, ε schedule, target
   period, batch and update rate above).
+- r2d2-minatar, ngu-minatar, agent57-minatar: each agent's own defaults (its losses,
+  discounts, ε ladder, Adam, and NGU's and Agent57's policies and intrinsic rewards), with
+  DQN's MinAtar scale carried over to sequences: 1 actor process of 16 environments,
+  sequences of 40 steps after a burn-in of 20, a new one every 20 steps, batch 32; replay of
+  5,000 sequences (100k frames, as DQN's) that starts learning at 250 (5,000 frames);
+  replay ratio 16, so that 32 transitions are learned per frame, as DQN's one batch of 32 per
+  frame; a target copy every 250 updates (10k frames); no prefetch processes (one core per
+  run); evaluation at ε = 0.05 like DQN's. These settings were fixed before any such run.
 """
 
 from __future__ import annotations
@@ -48,8 +56,23 @@ MINATAR_SCALE = (
     "--exploration_steps=100000",
     "--discount=0.99",
 )
+SEQUENCE_SCALE = (
+    "--num_actors=1",
+    "--num_envs=16",
+    "--burn_in=20",
+    "--sequence_length=40",
+    "--replay_period=20",
+    "--batch_size=32",
+    "--replay_capacity=5000",
+    "--min_replay_size=250",
+    "--replay_ratio=16",
+    "--target_update_period=250",
+    "--prefetch_workers=0",
+    "--eval_epsilon=0.05",
+)
+# name -> (agent, its flags); the run label is the name's part after the agent.
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "paper": (
+    "dqn-paper": (
         "dqn",
         (
             *MINATAR_SCALE,
@@ -62,21 +85,30 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
             "--noclip_rewards",
         ),
     ),
-    "library": ("dqn", (*MINATAR_SCALE, "--double_q")),
+    "dqn-library": ("dqn", (*MINATAR_SCALE, "--double_q")),
+    "r2d2-minatar": ("r2d2", SEQUENCE_SCALE),
+    "ngu-minatar": ("ngu", SEQUENCE_SCALE),
+    "agent57-minatar": ("agent57", SEQUENCE_SCALE),
 }
+DQN_VARIANTS = ("dqn-paper", "dqn-library")
+RECURRENT_VARIANTS = ("r2d2-minatar", "ngu-minatar", "agent57-minatar")
 
 
 def queue(
     only: set[str] | None, games: set[str] | None = None, seeds: set[int] | None = None
 ) -> list[tuple[str, str, int]]:
-    """(variant, game, seed) in the order fixed before any run: Breakout first for every
-    variant, then the other games; `only`, `games` and `seeds` keep a subset, in that order."""
-    order = [(v, "Breakout", s) for v in VARIANTS for s in SEEDS]
-    order += [(v, g, s) for v in VARIANTS for g in GAMES[1:] for s in SEEDS]
+    """(variant, game, seed) in the order fixed before any run: Breakout first for every DQN
+    variant, then the other games; then the recurrent agents, Breakout first (the recurrent
+    variants were appended after the DQN runs had started). `only`, `games` and `seeds` keep
+    a subset, in that order."""
+    order = [(v, "Breakout", s) for v in DQN_VARIANTS for s in SEEDS]
+    order += [(v, g, s) for v in DQN_VARIANTS for g in GAMES[1:] for s in SEEDS]
+    order += [(v, "Breakout", s) for s in SEEDS for v in RECURRENT_VARIANTS]
+    order += [(v, g, s) for g in GAMES[1:] for s in SEEDS for v in RECURRENT_VARIANTS]
     return [
         (v, g, s)
         for v, g, s in order
-        if (only is None or f"dqn-{v}" in only)
+        if (only is None or v in only)
         and (games is None or g in games)
         and (seeds is None or s in seeds)
     ]
@@ -92,9 +124,10 @@ def finished(results_csv: pathlib.Path) -> bool:
 
 def run_one(out: pathlib.Path, variant: str, game: str, seed: int) -> str:
     agent, flags = VARIANTS[variant]
-    name = f"{agent}-{variant}/{game}/seed_{seed}"
-    run_dir = out / "checkpoints" / f"{agent}-{variant}" / "MinAtar" / f"{game}-v1" / f"seed_{seed}"
-    results = out / "results" / f"{agent}-{variant}_{game}_seed{seed}.csv"
+    label = variant.removeprefix(f"{agent}-")
+    name = f"{variant}/{game}/seed_{seed}"
+    run_dir = out / "checkpoints" / variant / "MinAtar" / f"{game}-v1" / f"seed_{seed}"
+    results = out / "results" / f"{variant}_{game}_seed{seed}.csv"
     if finished(results):
         return f"{name}: already finished"
     command = [
@@ -103,7 +136,7 @@ def run_one(out: pathlib.Path, variant: str, game: str, seed: int) -> str:
         f"agents.{agent}.run_atari",
         f"--environment_name=MinAtar/{game}-v1",
         f"--seed={seed}",
-        f"--run_label={variant}",
+        f"--run_label={label}",
         f"--num_iterations={ITERATIONS}",
         f"--num_train_steps={TRAIN_STEPS}",
         f"--num_eval_steps={EVAL_STEPS}",
@@ -114,7 +147,7 @@ def run_one(out: pathlib.Path, variant: str, game: str, seed: int) -> str:
     ]
     if run_dir.exists() and any(run_dir.iterdir()):
         command.append("--resume")
-    log = out / "logs" / f"{agent}-{variant}_{game}_seed{seed}.log"
+    log = out / "logs" / f"{variant}_{game}_seed{seed}.log"
     started = time.monotonic()
     with open(log, "a") as f:
         code = subprocess.call(
@@ -147,7 +180,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "runs" / "minatar")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one core each)")
-    parser.add_argument("--only", nargs="*", help="variants to run, e.g. dqn-paper")
+    parser.add_argument(
+        "--only", nargs="*", choices=VARIANTS, help="variants to run (default: all)"
+    )
     parser.add_argument("--games", nargs="*", choices=GAMES, help="games to run (default: all)")
     parser.add_argument("--seeds", nargs="*", type=int, help="seeds to run (default: 0 1 2)")
     parser.add_argument("--list", action="store_true", help="print the queue and stop")
@@ -164,7 +199,7 @@ def main() -> None:
         set(args.seeds) if args.seeds is not None else None,
     )
     if args.list:
-        print("\n".join(f"dqn-{v} {g} seed {s}" for v, g, s in jobs))
+        print("\n".join(f"{v} {g} seed {s}" for v, g, s in jobs))
         return
     out = args.out.resolve()
     for sub in ("checkpoints", "tensorboard", "results", "logs"):

@@ -75,31 +75,17 @@ def train_dqn_on(
 
 def dqn_cartpole_returns(seed: int) -> dict[str, list[float]]:
     """DQN on CartPole-v1 for 25,000 steps: the mean greedy score of each iteration's
-    evaluation (at least 5 games), and the scores of 20 games after training."""
+    evaluation (at least 5 games), and the scores of 20 games after training.
+
+    Not a test any more: its 3 seeds cost the suite 3.5 minutes, and DQN's learning is tested
+    on a real game (MinAtar Breakout, below). `python benchmarks/learning_spread.py --runs
+    dqn_cartpole` runs it; docs/results.md has every seed and the rule it met (a mean of at
+    least 250 over seeds 0-2 and their 5 evaluations)."""
     learner, eval_env, rows = train_dqn_on(
         "CartPole-v1", hide_velocity=False, num_steps=25_000, seed=seed, eval_steps=2_550
     )
     final = greedy_returns(eval_env, EpsilonGreedyActor(learner.network, 0.0, 0, CPU), 20)
     return {"per_iteration": [row["eval/episode_return"] for row in rows], "final": final}
-
-
-CARTPOLE_SEEDS = range(3)
-# The greedy score that DQN's evaluations on CartPole must average over CARTPOLE_SEEDS and the
-# 5 evaluations of training (random play scores about 22). DQN on CartPole oscillates: a
-# seed that scores 500 in one evaluation may score 130 in the next, and which evaluation that
-# is depends on the CPU's rounding (docs/results.md, "Learning tests across CPU code paths",
-# where the lowest such average was 340).
-CARTPOLE_MEAN = 250
-
-
-@pytest.mark.slow
-def test_dqn_learns_cartpole(learning_runs):
-    curves = {
-        seed: learning_runs[("dqn_cartpole", seed)].result()["per_iteration"]
-        for seed in CARTPOLE_SEEDS
-    }
-    print(f"DQN CartPole, greedy score of each iteration's evaluation per seed: {curves}")
-    assert np.mean(list(curves.values())) >= CARTPOLE_MEAN, curves
 
 
 def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
@@ -240,13 +226,11 @@ def test_dqn_learns_minatar_breakout(learning_runs):
 # Every training run of this module, keyed (run, seed), with its rough seconds on one core.
 RUNS = {
     "r2d2_memory": (r2d2_memory_task_returns, 150),
-    "dqn_cartpole": (dqn_cartpole_returns, 130),
     "dqn_memory": (dqn_memory_task_returns, 115),
     "dqn_minatar": (dqn_minatar_breakout_returns, 130),
 }
 RUNS_OF_TEST = {
     "test_r2d2_learns_a_task_that_needs_memory": [("r2d2_memory", s) for s in MEMORY_SEEDS],
-    "test_dqn_learns_cartpole": [("dqn_cartpole", s) for s in CARTPOLE_SEEDS],
     "test_feed_forward_dqn_does_not_learn_the_memory_task": [("dqn_memory", 0)],
     "test_dqn_learns_minatar_breakout": [("dqn_minatar", s) for s in MINATAR_SEEDS],
 }
