@@ -26,7 +26,7 @@ import gymnasium as gym
 import pytest
 import torch
 from test_exploration import COMMON
-from worker_pool import runs_of_selected_tests
+from worker_pool import PoolRuns
 
 import gym_env
 import toy_envs  # noqa: F401  (registers the tasks)
@@ -159,19 +159,20 @@ TASK = "DeceptiveCorridor-v0"
 RUNS_OF_TEST = {
     "test_agent57_keeps_the_corridors_far_reward": [("agent57", TASK, seed) for seed in SEEDS],
 }
-SECONDS_PER_RUN = {"agent57": 100}
+SECONDS_PER_RUN = {"agent57": 140}
 
 
 def keeping_run(agent: str, task: str, seed: int) -> DeceptiveResult:
     return deceptive_run(agent, task, seed, KEEPING[agent], TIME_LIMIT_IS_TERMINAL)
 
 
+POOL_RUNS = PoolRuns(RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], keeping_run)
+
+
 @pytest.fixture(scope="module")
-def deceptive_runs(request):
-    """{(agent, task, seed): future of its DeceptiveResult}, all selected runs in one pool."""
-    yield from runs_of_selected_tests(
-        request, RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], keeping_run
-    )
+def deceptive_runs(training_runs):
+    """{(agent, task, seed): future of its DeceptiveResult} (the suite's pool, conftest)."""
+    return training_runs[__name__]
 
 
 def seeds_keeping(runs, test: str) -> int:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from worker_pool import runs_of_selected_tests
+from worker_pool import PoolRuns
 
 import gym_env
 import toy_envs  # noqa: F401  (registers the rooms)
@@ -139,13 +139,13 @@ RUNS_OF_TEST = {
 SECONDS_PER_RUN = {"agent57": 70, "ngu": 45, "r2d2": 30}
 
 
+POOL_RUNS = PoolRuns(RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], goal_episodes)
+
+
 @pytest.fixture(scope="module")
-def exploration_runs(request):
-    """{(agent, room, seed): future of (goal games, games)}, all of the selected tests' runs
-    in one pool."""
-    yield from runs_of_selected_tests(
-        request, RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], goal_episodes
-    )
+def exploration_runs(training_runs):
+    """{(agent, room, seed): future of (goal games, games)} (the suite's pool, conftest)."""
+    return training_runs[__name__]
 
 
 def results(runs, test: str) -> dict[int, tuple[int, int]]:

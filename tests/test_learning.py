@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from worker_pool import runs_of_selected_tests
+from worker_pool import PoolRuns
 
 import gym_env
 from agents.dqn.agent import DqnConfig, build_agent
@@ -241,13 +241,13 @@ def run_in_worker(run: str, seed: int) -> list[float]:
     return RUNS[run][0](seed)
 
 
+POOL_RUNS = PoolRuns(RUNS_OF_TEST, lambda run: RUNS[run[0]][1], run_in_worker)
+
+
 @pytest.fixture(scope="module")
-def learning_runs(request):
-    """{(run, seed): future of its greedy scores}, all of the selected tests' runs in one
-    pool."""
-    yield from runs_of_selected_tests(
-        request, RUNS_OF_TEST, lambda run: RUNS[run[0]][1], run_in_worker
-    )
+def learning_runs(training_runs):
+    """{(run, seed): future of its greedy scores} (the suite's pool, conftest)."""
+    return training_runs[__name__]
 
 
 @pytest.mark.slow

@@ -1,9 +1,13 @@
-"""The training runs of a test module's selected tests, started together in one pool of two
-worker processes (the machine's 2 cores), longest first, so neither core waits while one
-test's last seed runs alone."""
+"""The training runs of the suite's learning modules (tests/test_deception.py,
+test_exploration.py and test_learning.py), all started in one pool of two worker processes (the
+machine's 2 cores) when the first of them is needed: module by module in the order the
+modules run, each module's longest first. One pool for all of them, not one per module, so
+that neither core waits while a module's last run goes on alone: the next module's runs start
+as soon as a core is free."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -11,24 +15,35 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import pytest
 
 
-def runs_of_selected_tests(
-    request: pytest.FixtureRequest,
-    runs_of_test: Mapping[str, Sequence[tuple]],
-    seconds: Callable[[tuple], float],
-    worker: Callable[..., object],
-) -> Iterator[dict[tuple, Future]]:
-    """For a module-scoped fixture to `yield from`: {run: future of worker(*run)} for the runs
-    of the tests of `request`'s module that this session selected.
+@dataclasses.dataclass(frozen=True)
+class PoolRuns:
+    """What a module declares as POOL_RUNS: test name -> its runs (argument tuples of
+    `worker`, a picklable module-level function), and a run's rough seconds, for the order."""
 
-    runs_of_test: test name -> its runs (argument tuples of `worker`, a picklable module-level
-    function); seconds: a run's rough duration, for the order. Runs not yet started when the
-    module ends are cancelled."""
-    selected = {item.name for item in request.session.items if item.module is request.module}
-    runs = [run for test, runs in runs_of_test.items() if test in selected for run in runs]
-    runs.sort(key=lambda run: -seconds(run))
+    runs_of_test: Mapping[str, Sequence[tuple]]
+    seconds: Callable[[tuple], float]
+    worker: Callable[..., object]
+
+
+def start_selected_runs(session: pytest.Session) -> Iterator[dict[str, dict[tuple, Future]]]:
+    """For a session-scoped fixture to `yield from`: {module name: {run: future of
+    worker(*run)}} for the runs of the tests this session selected, in every module that
+    declares POOL_RUNS. Runs not yet started when the session ends are cancelled."""
+    jobs: dict[tuple[str, tuple], PoolRuns] = {}
+    for item in session.items:
+        declared = getattr(item.module, "POOL_RUNS", None)
+        if declared is None:
+            continue
+        for run in declared.runs_of_test.get(item.originalname, ()):
+            jobs[(item.module.__name__, run)] = declared
+    modules = list(dict.fromkeys(module for module, _ in jobs))  # in the order they run
+    order = sorted(jobs, key=lambda job: (modules.index(job[0]), -jobs[job].seconds(job[1])))
+    futures: dict[str, dict[tuple, Future]] = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        futures = {run: pool.submit(worker, *run) for run in runs}
+        for module, run in order:
+            futures.setdefault(module, {})[run] = pool.submit(jobs[(module, run)].worker, *run)
         yield futures
-        for future in futures.values():
-            future.cancel()
+        for by_run in futures.values():
+            for future in by_run.values():
+                future.cancel()
