@@ -17,11 +17,9 @@ were fixed before any agent ran on them; what the first runs showed is in docs/r
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import pathlib
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -29,6 +27,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from test_deception import deceptive_run  # noqa: E402  (the test's runs, any agent and task)
+from worker_pool import orphan_free_pool  # noqa: E402  (workers die with the sweep)
 
 import toy_envs  # noqa: E402
 
@@ -97,8 +96,7 @@ def main() -> None:
         for a in args.agents
         for s in args.seeds
     ]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+    with orphan_free_pool(args.jobs) as pool:
         for report in pool.map(_run_and_report, jobs):
             print(report, flush=True)
 

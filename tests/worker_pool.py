@@ -7,8 +7,12 @@ as soon as a core is free."""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -25,6 +29,27 @@ class PoolRuns:
     worker: Callable[..., object]
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """A pool worker's initializer: the worker is sent SIGTERM when the process that started
+    it dies, however it dies (Linux's PR_SET_PDEATHSIG), so that killing a test session or a
+    sweep leaves no worker training on. Elsewhere it does nothing."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # The parent died before the request took effect.
+        os._exit(1)
+
+
+def orphan_free_pool(max_workers: int) -> ProcessPoolExecutor:
+    """A pool of spawned worker processes that die with this process (die_with_parent)."""
+    return ProcessPoolExecutor(
+        max_workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
 def start_selected_runs(session: pytest.Session) -> Iterator[dict[str, dict[tuple, Future]]]:
     """For a session-scoped fixture to `yield from`: {module name: {run: future of
     worker(*run)}} for the runs of the tests this session selected, in every module that
@@ -39,8 +64,7 @@ def start_selected_runs(session: pytest.Session) -> Iterator[dict[str, dict[tupl
     modules = list(dict.fromkeys(module for module, _ in jobs))  # in the order they run
     order = sorted(jobs, key=lambda job: (modules.index(job[0]), -jobs[job].seconds(job[1])))
     futures: dict[str, dict[tuple, Future]] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+    with orphan_free_pool(2) as pool:
         for module, run in order:
             futures.setdefault(module, {})[run] = pool.submit(jobs[(module, run)].worker, *run)
         yield futures
