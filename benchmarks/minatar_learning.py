@@ -160,6 +160,13 @@ def run_one(out: pathlib.Path, variant: str, game: str, seed: int) -> str:
 TABLE_FRAMES = (100_000, 250_000, 500_000)
 
 
+def _cell(by_step: dict[int, float], frames: int) -> str:
+    """The evaluation at `frames`: the first row at or past it within one iteration (the
+    multi-process agents end an iteration a few steps past its mark, e.g. at 100,048)."""
+    steps = [step for step in by_step if frames <= step < frames + TRAIN_STEPS]
+    return f"{by_step[min(steps)]:.2f}" if steps else "not reached"
+
+
 def score_table(results_dir: pathlib.Path) -> str:
     """Markdown: the evaluation return of every run in `results_dir` at TABLE_FRAMES (a MinAtar
     frame is one agent step), "not reached" where a run has not got there yet."""
@@ -171,7 +178,7 @@ def score_table(results_dir: pathlib.Path) -> str:
         variant, game, seed = path.stem.rsplit("_", 2)
         with open(path) as f:
             by_step = {int(r["step"]): float(r["eval/episode_return"]) for r in csv.DictReader(f)}
-        cells = [f"{by_step[n]:.2f}" if n in by_step else "not reached" for n in TABLE_FRAMES]
+        cells = [_cell(by_step, n) for n in TABLE_FRAMES]
         lines.append(f"| {variant} | {game} | {seed.removeprefix('seed')} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
