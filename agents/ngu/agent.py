@@ -102,8 +102,8 @@ class NguConfig(SequenceAgentConfig):
     separate_value_networks: bool = False
     """True: two Q-networks of the same architecture, Q_e trained on r^e alone and Q_i on r^i
     alone, both with γ_j, combined as Q_e + β_j·Q_i to act and for the target policy (Agent57's
-    remedy for a shared network whose scale is set by the intrinsic reward; Agent57 always
-    uses it). False: one network on r^e + β_j·r^i (the NGU paper)."""
+    remedy for a shared network whose scale is set by the intrinsic reward, and its
+    default). False: one network on r^e + β_j·r^i (the NGU paper)."""
     transformed_mix: bool = False
     """With separate_value_networks: combine the networks as h(h⁻¹(Q_e) + β_j·h⁻¹(Q_i))
     instead of Q_e + β_j·Q_i (Agent57's experiments use the plain sum; it reports the two
