@@ -325,6 +325,9 @@ class Actor(r2d2.Actor):
         num_envs = len(policies.indices)
         self.config = config
         self.policies = policies
+        # What acting on separate networks' combined Q needs, built once, not at every step.
+        self.betas = torch.as_tensor(config.betas(), dtype=torch.float32, device=device)
+        self.tx_pair = r2d2.value_rescaling(config)
         self.memory = EpisodicMemory(
             num_envs,
             config.episodic_memory_capacity,
@@ -343,10 +346,8 @@ class Actor(r2d2.Actor):
     def action_values(self, network_output: torch.Tensor) -> torch.Tensor:
         if not self.config.separate_value_networks:
             return super().action_values(network_output)
-        betas = torch.as_tensor(self.config.betas(), dtype=torch.float32, device=self.device)
-        beta = betas[torch.as_tensor(self.policies.indices, device=self.device)]
-        tx = r2d2.value_rescaling(self.config)
-        return combined_q(network_output[:, 0], beta, self.config.transformed_mix, tx)
+        beta = self.betas[torch.as_tensor(self.policies.indices, device=self.device)]
+        return combined_q(network_output[:, 0], beta, self.config.transformed_mix, self.tx_pair)
 
     def extra_inputs(self, timestep) -> dict[str, torch.Tensor]:
         first = np.asarray(timestep.first)
