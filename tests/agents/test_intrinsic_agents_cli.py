@@ -126,6 +126,9 @@ ROOM = [
 ]
 
 
+LONG_ITERATION = 2_000_000
+
+
 def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path) -> int:
     """Starts a run, waits until it has learned for a while, Ctrl-C's it; its exit code."""
     process = start_module(agent, "run_atari", args, log_path)
@@ -146,7 +149,14 @@ def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", AGENTS)
 def test_interrupted_run_resumes_with_its_normalisers_optimisers_and_bandits(tmp_path, agent):
-    args = [*ROOM, "--num_iterations=1", "--num_train_steps=60000", *output_flags(tmp_path)]
+    # Far more steps than the run takes before the interrupt: a fast machine must not finish
+    # the iteration before the first progress line (CI did, at 60,000 steps).
+    args = [
+        *ROOM,
+        "--num_iterations=1",
+        f"--num_train_steps={LONG_ITERATION}",
+        *output_flags(tmp_path),
+    ]
     if agent == "agent57":
         args.append("--bandit_window=1000")  # holds every episode of the test
     code = _interrupt_when_learning(args, agent, tmp_path / "run.log")
@@ -155,7 +165,7 @@ def test_interrupted_run_resumes_with_its_normalisers_optimisers_and_bandits(tmp
     partial_path = next(run_dir.glob("*.partial.ckpt"))
     partial = load_checkpoint(partial_path)["state"]
     done = partial["steps_into_iteration"]
-    assert 0 < done < 60_000 and partial["learner"]["num_updates"] > 0
+    assert 0 < done < LONG_ITERATION and partial["learner"]["num_updates"] > 0
 
     # Resume with a shorter iteration: it finishes soon after the interrupted point.
     resumed = [a for a in args if not a.startswith("--num_train_steps")]
