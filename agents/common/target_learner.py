@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -49,13 +50,17 @@ class TargetNetworkLearner:
             [{k: v for k, v in g.items() if k != "name"} for g in groups], config, network
         )
         self.last_grad_norms: dict[str, float] = {}
+        self.last_fetched: list[float] = []
         self.max_grad_norm = config.max_grad_norm
         self.target_update_period = config.target_update_period
         self.num_updates = 0
 
-    def apply_gradients(self, loss: torch.Tensor) -> float:
+    def apply_gradients(self, loss: torch.Tensor, fetch: Sequence[torch.Tensor] = ()) -> float:
         """One clipped Adam step on `loss`; copies the target every period. Returns the
         gradient norm before clipping.
+
+        `fetch` (scalar tensors, for statistics) comes to the host in the same copy as the loss
+        and the norms; their values are left in `last_fetched`.
 
         Raises NonFiniteLossError, before the step changes any weight, when the loss or the
         gradient norm is NaN or infinite: Adam would spread a single NaN to every weight.
@@ -63,13 +68,15 @@ class TargetNetworkLearner:
         update = self.num_updates + 1
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norms = [
-            torch.nn.utils.clip_grad_norm_(group["params"], self.max_grad_norm)
+        grads = [
+            [p.grad for p in group["params"] if p.grad is not None]
             for group in self.optimizer.param_groups
         ]
-        # One device-to-host copy for the checks and the statistics: a small network's update
-        # is short enough that each extra synchronisation shows.
-        loss_value, *norm_values = torch.stack([loss.detach(), *norms]).tolist()
+        norms = [torch.nn.utils.get_total_norm(group_grads) for group_grads in grads]
+        # One device-to-host copy for the checks, the clipping decision and the statistics: a
+        # small network's update is short enough that each extra synchronisation shows.
+        loss_value, *values = torch.stack([loss.detach(), *norms, *fetch]).tolist()
+        norm_values, self.last_fetched = values[: len(norms)], values[len(norms) :]
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError("loss", loss_value, update)
@@ -77,6 +84,12 @@ class TargetNetworkLearner:
         if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError("gradient norm", grad_norm, update)
+        groups = self.optimizer.param_groups
+        for group, norm, norm_value in zip(groups, norms, norm_values, strict=True):
+            # clip_grad_norm_'s scaling, max / (norm + 1e-6) capped at 1, skipped on the host
+            # when it is 1: most updates of a small network then run no clipping op at all.
+            if norm_value + 1e-6 > self.max_grad_norm:
+                torch.nn.utils.clip_grads_with_norm_(group["params"], self.max_grad_norm, norm)
         self.optimizer.step()
         self.num_updates += 1
         if self.num_updates % self.target_update_period == 0:

@@ -245,15 +245,13 @@ class Learner(TargetNetworkLearner):
         if self.config.prioritized:  # Uniform replay's weights are all 1.
             losses = torch.as_tensor(weights, device=self.device) * losses
         loss = losses.mean()
-        grad_norm = self.apply_gradients(loss)
         td_abs = td_errors.detach().abs()
+        statistics = (loss.detach(), q_tm1.detach().mean(), td_abs.mean())
+        grad_norm = self.apply_gradients(loss, fetch=statistics)
         if self.config.prioritized:
             priorities = td_abs.cpu().numpy() + self.config.priority_epsilon
             self.replay.update_priorities(slots, priorities)
-        # One device-to-host copy for the three statistics.
-        loss_value, q_value, td_error_abs = torch.stack(
-            [loss.detach(), q_tm1.detach().mean(), td_abs.mean()]
-        ).tolist()
+        loss_value, q_value, td_error_abs = self.last_fetched
         return {
             "loss": loss_value,
             "q_value": q_value,
