@@ -3,7 +3,7 @@
     python benchmarks/deceptive_sweep.py [--agents ngu agent57 r2d2] [--tasks ...]
         [--seeds 0 1 2 3 4] [--set exploit_all_sequences=True] [--jobs 2]
 
-        [--time_limit_is_terminal]
+        [--time_limit_is_terminal] [--iterations 6]
 
 The runs are tests/test_deception.py's (its docstring has the tasks, budget, evaluation and
 what "holds" and "keeps" mean), for any agent, task, seed and setting.
@@ -26,7 +26,11 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_deception import deceptive_run  # noqa: E402  (the test's runs, any agent and task)
+from test_deception import (  # noqa: E402  (the test's runs, any agent and task)
+    BUDGET,
+    ITERATIONS,
+    deceptive_run,
+)
 from worker_pool import orphan_free_pool  # noqa: E402  (workers die with the sweep)
 
 import toy_envs  # noqa: E402
@@ -34,10 +38,10 @@ import toy_envs  # noqa: E402
 SEEDS = range(5)
 
 
-def _run_and_report(job: tuple[str, str, int, dict, bool]) -> str:
-    agent, task, seed, overrides, time_limit_is_terminal = job
+def _run_and_report(job: tuple[str, str, int, dict, bool, int]) -> str:
+    agent, task, seed, overrides, time_limit_is_terminal, iterations = job
     started = time.monotonic()
-    result = deceptive_run(agent, task, seed, overrides, time_limit_is_terminal)
+    result = deceptive_run(agent, task, seed, overrides, time_limit_is_terminal, iterations)
     settings = {**overrides, **({"time_limit_is_terminal": True} if time_limit_is_terminal else {})}
     lines = [
         f"{agent} {task} seed {seed}{' ' + str(settings) if settings else ''}: evaluations "
@@ -87,11 +91,22 @@ def main() -> None:
         action="store_true",
         help="the task's horizon ends a game like a game over when learning (no bootstrap)",
     )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=ITERATIONS,
+        help=f"iterations of {BUDGET // ITERATIONS:,} agent steps, each followed by an "
+        f"evaluation (the family's budget is {ITERATIONS}; a longer one is a new experiment)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
     args = parser.parse_args()
+    if args.iterations < 3:
+        parser.error(
+            f"--iterations must be at least 3 (the rule reads the last 3), got {args.iterations}"
+        )
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     jobs = [
-        (a, t, s, overrides, args.time_limit_is_terminal)
+        (a, t, s, overrides, args.time_limit_is_terminal, args.iterations)
         for t in args.tasks
         for a in args.agents
         for s in args.seeds

@@ -96,10 +96,12 @@ def deceptive_run(
     seed: int,
     config_overrides=None,
     time_limit_is_terminal: bool = False,
+    iterations: int = ITERATIONS,
 ) -> DeceptiveResult:
-    """Trains `agent` on toy_envs:`task` for BUDGET steps in one process (one torch thread);
-    evaluates its exploitative policy after every iteration. `time_limit_is_terminal`: the
-    task's horizon ends a game like a game over when learning (gym_env.EnvSpec)."""
+    """Trains `agent` on toy_envs:`task` for `iterations` of BUDGET / ITERATIONS steps in one
+    process (one torch thread); evaluates its exploitative policy after every iteration.
+    `time_limit_is_terminal`: the task's horizon ends a game like a game over when learning
+    (gym_env.EnvSpec)."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     module = MODULES[agent]
@@ -118,7 +120,7 @@ def deceptive_run(
     eval_actor = exploitative_actor(agent, learner.network, config, seed + 2_000)
     horizon = gym.make(f"toy_envs:{task}").unwrapped.horizon
     rows = run_single_thread_training(
-        schedule=IterationSchedule(ITERATIONS, BUDGET // ITERATIONS, EVAL_GAMES * (horizon + 1)),
+        schedule=IterationSchedule(iterations, BUDGET // ITERATIONS, EVAL_GAMES * (horizon + 1)),
         actor=FeedLearner(actor, learner),
         learner=learner,
         agent_steps_per_update=NUM_ENVS,
