@@ -80,7 +80,23 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         [0, 1, 2],
         70,
     ),
+    # test_deception's run: Agent57 with the keeping settings on the corridor. Its result is
+    # the evaluation after each iteration; its headline, how many of the last 3 hold the goal.
+    "agent57_corridor": (
+        "learning_spread",
+        "agent57_corridor_evaluations",
+        (),
+        [0, 1, 2, 3, 4],
+        150,
+    ),
 }
+
+
+def agent57_corridor_evaluations(seed: int) -> list[float]:
+    """test_deception's Agent57 run on the corridor: the exploitative policy's evaluations."""
+    import test_deception
+
+    return test_deception.keeping_run("agent57", test_deception.TASK, seed).evaluations
 
 
 def ngu_goal_episodes_with_drawn_policies(seed: int) -> tuple[int, int]:
@@ -133,6 +149,10 @@ def summarise(run: str, result) -> float:
     """A run's headline: the mean greedy score (learning runs) or the goal games."""
     if "goal_episodes" in RUNS[run][1]:
         return float(result[0])
+    if run == "agent57_corridor":
+        import test_deception
+
+        return float(sum(value >= test_deception.HOLDS for value in result[-3:]))
     final = result["final"] if isinstance(result, dict) else result
     return float(sum(final) / len(final))
 

@@ -51,6 +51,7 @@ class TargetNetworkLearner:
         )
         self.last_grad_norms: dict[str, float] = {}
         self.last_fetched: list[float] = []
+        self.last_loss = math.nan
         self.max_grad_norm = config.max_grad_norm
         self.target_update_period = config.target_update_period
         self.num_updates = 0
@@ -60,7 +61,7 @@ class TargetNetworkLearner:
         gradient norm before clipping.
 
         `fetch` (scalar tensors, for statistics) comes to the host in the same copy as the loss
-        and the norms; their values are left in `last_fetched`.
+        and the norms; their values are left in `last_fetched`, and the loss's in `last_loss`.
 
         Raises NonFiniteLossError, before the step changes any weight, when the loss or the
         gradient norm is NaN or infinite: Adam would spread a single NaN to every weight.
@@ -77,6 +78,7 @@ class TargetNetworkLearner:
         # small network's update is short enough that each extra synchronisation shows.
         loss_value, *values = torch.stack([loss.detach(), *norms, *fetch]).tolist()
         norm_values, self.last_fetched = values[: len(norms)], values[len(norms) :]
+        self.last_loss = loss_value
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError("loss", loss_value, update)

@@ -246,14 +246,14 @@ class Learner(TargetNetworkLearner):
             losses = torch.as_tensor(weights, device=self.device) * losses
         loss = losses.mean()
         td_abs = td_errors.detach().abs()
-        statistics = (loss.detach(), q_tm1.detach().mean(), td_abs.mean())
+        statistics = (q_tm1.detach().mean(), td_abs.mean())
         grad_norm = self.apply_gradients(loss, fetch=statistics)
         if self.config.prioritized:
             priorities = td_abs.cpu().numpy() + self.config.priority_epsilon
             self.replay.update_priorities(slots, priorities)
-        loss_value, q_value, td_error_abs = self.last_fetched
+        q_value, td_error_abs = self.last_fetched
         return {
-            "loss": loss_value,
+            "loss": self.last_loss,
             "q_value": q_value,
             "td_error_abs": td_error_abs,
             "grad_norm": grad_norm,

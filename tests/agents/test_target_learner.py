@@ -40,5 +40,6 @@ def test_a_step_moves_the_weights_as_clip_grad_norm_then_adam_would(scale):
 def test_fetched_statistics_come_back_with_the_step():
     learner = _learner()
     loss = learner.network(torch.ones(2, 3)).square().mean()
-    learner.apply_gradients(loss, fetch=(loss.detach(), torch.tensor(2.5)))
-    assert learner.last_fetched == [pytest.approx(float(loss.detach())), 2.5]
+    learner.apply_gradients(loss, fetch=(loss.detach().square(), torch.tensor(2.5)))
+    assert learner.last_loss == pytest.approx(float(loss.detach()))
+    assert learner.last_fetched == [pytest.approx(float(loss.detach()) ** 2), 2.5]
