@@ -152,7 +152,7 @@ def summarise(run: str, result) -> float:
     if run == "agent57_corridor":
         import test_deception
 
-        return float(sum(value >= test_deception.HOLDS for value in result[-3:]))
+        return float(test_deception.held_at_the_end(result))
     final = result["final"] if isinstance(result, dict) else result
     return float(sum(final) / len(final))
 

@@ -85,6 +85,14 @@ class FreshWeights:
         return self.actor.step(timestep)
 
 
+LAST = 3  # "keeps" = holds the far reward in each of the last LAST evaluations
+
+
+def held_at_the_end(evaluations: list[float], last: int = LAST) -> int:
+    """How many of a run's last `last` evaluations hold the far reward."""
+    return sum(value >= HOLDS for value in evaluations[-last:])
+
+
 @dataclasses.dataclass
 class DeceptiveResult:
     """One run: the mean evaluation return after each iteration, and what its learner saw."""
@@ -92,8 +100,8 @@ class DeceptiveResult:
     evaluations: list[float]
     learner: dict[str, list[float]]
 
-    def holds_at_the_end(self, last: int = 3) -> bool:
-        return all(value >= HOLDS for value in self.evaluations[-last:])
+    def holds_at_the_end(self, last: int = LAST) -> bool:
+        return held_at_the_end(self.evaluations, last) == last
 
 
 def deceptive_run(
@@ -187,20 +195,23 @@ def deceptive_runs(training_runs):
     return training_runs[__name__]
 
 
-def last_evaluations(runs, test: str) -> dict[int, list[float]]:
+def evaluations_per_seed(runs, test: str) -> dict[int, list[float]]:
     """{seed: its evaluations}, printed with issue 16's count of seeds that keep the reward."""
     results = {run[2]: runs[run].result() for run in RUNS_OF_TEST[test]}
     evaluations = {seed: result.evaluations for seed, result in results.items()}
     keeping = sum(result.holds_at_the_end() for result in results.values())
-    print(f"{test}: evaluations per seed {evaluations}; {keeping} of {len(results)} seeds keep")
+    print(
+        f"{test}: evaluations per seed {evaluations}; {keeping} of {len(results)} seeds keep "
+        f"(issue 16 asks for {KEEPS})"
+    )
     return evaluations
 
 
 @pytest.mark.slow
 def test_agent57_finds_the_corridors_far_reward_and_mostly_keeps_it(deceptive_runs):
-    evaluations = last_evaluations(
+    evaluations = evaluations_per_seed(
         deceptive_runs, "test_agent57_finds_the_corridors_far_reward_and_mostly_keeps_it"
     )
     assert all(max(values) >= HOLDS for values in evaluations.values()), evaluations
-    held = sum(value >= HOLDS for values in evaluations.values() for value in values[-3:])
+    held = sum(held_at_the_end(values) for values in evaluations.values())
     assert held >= HELD_AT_THE_END, evaluations
