@@ -8,7 +8,7 @@ slides along the walls into the corner (which is how R2D2 found the open room's 
 seeds of 10). NGU's novelty-seeking policies learn to stop bumping, because a game that ends
 takes their intrinsic rewards with it, and then sweep the room. "Reaches the reward" is at
 least one game ending on the goal: chance would give NGU's few hundred games about 0.001.
-The test runs seeds 0-7 and asks NGU to reach the goal with at least 5 of them and R2D2 with
+The test runs seeds 0-5 and asks NGU to reach the goal with at least 4 of them and R2D2 with
 at most 1.
 NGU plays App. A's fixed policies here (`draw_policy_per_episode=False`): environment j plays
 policy j with the j-th ε of the ladder, so the most exploratory policies act with the smallest
@@ -16,11 +16,13 @@ policy j with the j-th ε of the ladder, so the most exploratory policies act wi
 (the default) gives them the ladder's large ε too; docs/results.md has both, per seed and per
 CPU code path ("Learning tests across CPU code paths").
 
-Agent57: the open 15 x 15 room `SparseGridRoom-v0` (a random walk: 9 in a million games),
-where finding the reward means at least FOUND games on the goal (learned, not one lucky walk).
+Agent57 in the open 15 x 15 room `SparseGridRoom-v0` (a random walk: 9 in a million games) is
+no longer a test, to keep the suite within its time: its exploration is tested on the
+deceptive corridor (tests/test_deception.py), and `python benchmarks/learning_spread.py --runs
+agent57_open` runs this room's seeds with `goal_episodes` below (results in docs/results.md).
 
 The agents run in the single-thread loop with their own actors and learners (reproducible per
-seed on one machine), all the tests' runs in one pool of two worker processes, longest first."""
+seed on one machine), all the tests' runs in the suite's pool of two worker processes."""
 
 from __future__ import annotations
 
@@ -38,17 +40,14 @@ from main_loop import FeedLearner, IterationSchedule, run_single_thread_training
 from tracker import MetricsWriter
 
 MODULES = {"ngu": ngu, "agent57": agent57, "r2d2": r2d2}
-OPEN_ROOM = "toy_envs:SparseGridRoom-v0"
 DEADLY_ROOM = "toy_envs:SparseGridRoomDeadly-v0"
 BUDGET = 10_000  # agent steps: 8 environments, 4 iterations of 2,500
-# Open room: "finds the reward" is at least this many goal games (learned, not one lucky walk).
-FOUND = 5
-AGENT57_SEEDS = [0, 1, 2]
 # Deadly room: NGU reaches the goal (one game or more) with at least NGU_REACHES of these
-# seeds, and R2D2 with at most R2D2_REACHES. Across CPU code paths NGU reached it with 7 of 8
-# and R2D2 with none here, and with one seed on another machine (docs/results.md).
-DEADLY_SEEDS = list(range(8))
-NGU_REACHES = 5
+# seeds, and R2D2 with at most R2D2_REACHES. Across three CPU code paths NGU reached it with 5,
+# 5 and 6 of seeds 0-5 and R2D2 with none (docs/results.md). The rule was 5 of seeds 0-7 until
+# the suite dropped seeds 6 and 7 for time; 4 of 6 was chosen from that spread, after it.
+DEADLY_SEEDS = list(range(6))
+NGU_REACHES = 4
 R2D2_REACHES = 1
 COMMON = dict(
     burn_in=5,
@@ -132,11 +131,8 @@ RUNS_OF_TEST = {
     "test_r2d2_with_the_same_budget_hardly_ever_reaches_it": [
         ("r2d2", DEADLY_ROOM, seed) for seed in DEADLY_SEEDS
     ],
-    "test_agent57_finds_the_open_rooms_sparse_reward_with_every_seed": [
-        ("agent57", OPEN_ROOM, seed) for seed in AGENT57_SEEDS
-    ],
 }
-SECONDS_PER_RUN = {"agent57": 70, "ngu": 45, "r2d2": 30}
+SECONDS_PER_RUN = {"ngu": 45, "r2d2": 30}
 
 
 POOL_RUNS = PoolRuns(RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], goal_episodes)
@@ -166,11 +162,3 @@ def test_r2d2_with_the_same_budget_hardly_ever_reaches_it(exploration_runs):
     found = results(exploration_runs, "test_r2d2_with_the_same_budget_hardly_ever_reaches_it")
     assert all(games > 100 for _, games in found.values()), found  # it did play, and die
     assert sum(reached >= 1 for reached, _ in found.values()) <= R2D2_REACHES, found
-
-
-@pytest.mark.slow
-def test_agent57_finds_the_open_rooms_sparse_reward_with_every_seed(exploration_runs):
-    found = results(
-        exploration_runs, "test_agent57_finds_the_open_rooms_sparse_reward_with_every_seed"
-    )
-    assert all(reached >= FOUND for reached, _ in found.values()), found

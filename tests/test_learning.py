@@ -138,11 +138,11 @@ def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
 
 
 MEMORY_BUDGET = 25_000
-MEMORY_SEEDS = range(4)
+MEMORY_SEEDS = range(3)
 # The mean greedy score over MEMORY_SEEDS that R2D2 must reach. A single seed's score is
 # chaotic: across CPU code paths a seed ends anywhere from 150 to 500 (docs/results.md,
-# "Learning tests across CPU code paths"), so the claim is about the mean of four, whose lowest
-# value there was 302.
+# "Learning tests across CPU code paths"). Over seeds 0-2 the lowest mean there was 289.0 (the
+# test used seeds 0-3, lowest mean 302.2, until the suite dropped seed 3 for time).
 MEMORY_MEAN = 250
 
 
@@ -231,7 +231,6 @@ RUNS = {
 }
 RUNS_OF_TEST = {
     "test_r2d2_learns_a_task_that_needs_memory": [("r2d2_memory", s) for s in MEMORY_SEEDS],
-    "test_feed_forward_dqn_does_not_learn_the_memory_task": [("dqn_memory", 0)],
     "test_dqn_learns_minatar_breakout": [("dqn_minatar", s) for s in MINATAR_SEEDS],
 }
 
@@ -253,16 +252,11 @@ def learning_runs(training_runs):
 @pytest.mark.slow
 def test_r2d2_learns_a_task_that_needs_memory(learning_runs):
     """CartPole with the velocities hidden: a recurrent agent infers them from the positions
-    it has seen. Feed-forward DQN stays below 150 on the same task and budget (below)."""
+    it has seen. Feed-forward DQN stays below 150 on the same task and budget: 35 to 51 with
+    seeds 0-2 on three CPU code paths (`python benchmarks/learning_spread.py --runs
+    dqn_memory`; a test until the suite dropped it for time)."""
     means = {
         seed: float(np.mean(learning_runs[("r2d2_memory", seed)].result())) for seed in MEMORY_SEEDS
     }
     print(f"R2D2 memory task, mean greedy score per seed: {means}")
     assert np.mean(list(means.values())) >= MEMORY_MEAN, means
-
-
-@pytest.mark.slow
-def test_feed_forward_dqn_does_not_learn_the_memory_task(learning_runs):
-    """The same task and budget defeat DQN, which sees one observation at a time."""
-    returns = learning_runs[("dqn_memory", 0)].result()
-    assert np.mean(returns) < 150, returns

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from worker_pool import orphan_free_pool
+
 TESTS = pathlib.Path(__file__).resolve().parent
 
 PARENT = """
@@ -52,3 +54,8 @@ def test_a_pool_worker_dies_when_its_parent_is_killed():
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_background_pool_worker_runs_at_the_niceness_it_was_given():
+    with orphan_free_pool(1, niceness=5) as pool:
+        assert pool.submit(os.nice, 0).result(timeout=60) == os.nice(0) + 5

@@ -1,9 +1,14 @@
 """The training runs of the suite's learning modules (tests/test_deception.py,
 test_exploration.py and test_learning.py), all started in one pool of two worker processes (the
-machine's 2 cores) when the first of them is needed: module by module in the order the
-modules run, each module's longest first. One pool for all of them, not one per module, so
-that neither core waits while a module's last run goes on alone: the next module's runs start
-as soon as a core is free."""
+machine's 2 cores) when the session starts: module by module in the order the modules run,
+each module's longest first. One pool for all of them, not one per module, so that neither
+core waits while a module's last run goes on alone.
+
+The workers run at the lowest CPU priority (nice 19) from the session's start. The tests
+before the learning modules (command lines, actor processes) leave a core idle about half the
+time, and the runs take that time without slowing those tests, whose timeouts therefore hold
+as before; once the learning modules' tests wait on their runs, nothing else competes. A run's
+result does not depend on its speed: each trains in the single-thread loop, seeded."""
 
 from __future__ import annotations
 
@@ -29,10 +34,13 @@ class PoolRuns:
     worker: Callable[..., object]
 
 
-def die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int, niceness: int = 0) -> None:
     """A pool worker's initializer: the worker is sent SIGTERM when the process that started
     it dies, however it dies (Linux's PR_SET_PDEATHSIG), so that killing a test session or a
-    sweep leaves no worker training on. Elsewhere it does nothing."""
+    sweep leaves no worker training on. Elsewhere it does nothing. `niceness` is added to the
+    worker's CPU niceness (os.nice)."""
+    if niceness:
+        os.nice(niceness)
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -40,14 +48,19 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def orphan_free_pool(max_workers: int) -> ProcessPoolExecutor:
-    """A pool of spawned worker processes that die with this process (die_with_parent)."""
+def orphan_free_pool(max_workers: int, niceness: int = 0) -> ProcessPoolExecutor:
+    """A pool of spawned worker processes that die with this process (die_with_parent), at
+    `niceness` above this process's."""
     return ProcessPoolExecutor(
         max_workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=die_with_parent,
-        initargs=(os.getpid(),),
+        initargs=(os.getpid(), niceness),
     )
+
+
+# The suite's workers yield the CPU to every other test (module docstring).
+BACKGROUND_NICENESS = 19
 
 
 def start_selected_runs(session: pytest.Session) -> Iterator[dict[str, dict[tuple, Future]]]:
@@ -64,7 +77,7 @@ def start_selected_runs(session: pytest.Session) -> Iterator[dict[str, dict[tupl
     modules = list(dict.fromkeys(module for module, _ in jobs))  # in the order they run
     order = sorted(jobs, key=lambda job: (modules.index(job[0]), -jobs[job].seconds(job[1])))
     futures: dict[str, dict[tuple, Future]] = {}
-    with orphan_free_pool(2) as pool:
+    with orphan_free_pool(2, BACKGROUND_NICENESS) as pool:
         for module, run in order:
             futures.setdefault(module, {})[run] = pool.submit(jobs[(module, run)].worker, *run)
         yield futures

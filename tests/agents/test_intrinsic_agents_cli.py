@@ -1,8 +1,9 @@
 """End-to-end tests of NGU's and Agent57's command lines with real actor processes:
 - a tiny Pong run with 2 actors that trains, checkpoints everything the agent adds, and
   evaluates to an mp4 that is read back;
-- a Ctrl-C'd run that --resume continues with the normalisers, optimisers, counters and (for
-  Agent57) bandits it had;
+- a Ctrl-C'd run that stops within seconds, leaving no process and no shared memory behind,
+  and that --resume continues with the normalisers, optimisers, counters and (for Agent57)
+  bandits it had;
 - bad input in one line."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import time
 
 import cli_support
+import proc_support
 import pytest
 from cli_support import check_ok, load_checkpoint, output_flags, read_csv, start_module, tiny_flags
 
@@ -130,20 +132,38 @@ LONG_ITERATION = 2_000_000
 
 
 def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path) -> int:
-    """Starts a run, waits until it has learned for a while, Ctrl-C's it; its exit code."""
+    """Starts a run, waits until it has learned for a while, Ctrl-C's it (the whole process
+    group, as a terminal does) and checks that it exits within seconds, in one line, leaving no
+    process and no shared memory behind (the R2D2 tests check SIGTERM the same way); its exit
+    code."""
+    shm_before = proc_support.shm_entries()
     process = start_module(agent, "run_atari", args, log_path)
+    children: dict[int, tuple[int, str]] = {}
     try:
         deadline = time.monotonic() + 150
         while "train:" not in log_path.read_text():  # the first progress line, after 30 s
             assert process.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "no progress"
             time.sleep(0.5)
+        children = proc_support.children(process.pid)
+        interrupted_at = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)
-        return process.wait(timeout=30)
+        code = process.wait(timeout=30)
+        assert time.monotonic() - interrupted_at < 15
+        exited_at = time.time()
+        log = log_path.read_text()
+        assert "Traceback" not in log and log.rstrip().endswith("interrupted"), log[-3000:]
+        # Actors, the evaluation process and the resource tracker: all gone, none orphaned.
+        assert proc_support.wait_gone(children) == [], children
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        proc_support.kill_leftovers(process, children)
+    new_shm = {
+        name
+        for name, ctime in proc_support.shm_entries().items()
+        if name not in shm_before and ctime <= exited_at + 1  # Not some later process's.
+    }
+    assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
+    return code
 
 
 @pytest.mark.slow
