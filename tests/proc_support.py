@@ -57,6 +57,17 @@ def shm_entries() -> dict[str, float]:
     return entries
 
 
+def assert_no_shared_memory_left(before: dict[str, float], exited_at: float) -> None:
+    """Fails if /dev/shm gained an entry, absent from `before` (shm_entries()), that was made
+    by the time.time() `exited_at` of a run's exit: one a later process made is not the run's."""
+    left = {
+        name
+        for name, ctime in shm_entries().items()
+        if name not in before and ctime <= exited_at + 1
+    }
+    assert not left, f"shared memory left behind: {sorted(left)}"
+
+
 def wait_gone(processes: dict[int, tuple[int, str]], timeout: float = 10) -> list[int]:
     """Waits for the processes {pid: (start time, command line)} to exit; those left."""
     deadline = time.monotonic() + timeout

@@ -157,12 +157,7 @@ def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path
         assert proc_support.wait_gone(children) == [], children
     finally:
         proc_support.kill_leftovers(process, children)
-    new_shm = {
-        name
-        for name, ctime in proc_support.shm_entries().items()
-        if name not in shm_before and ctime <= exited_at + 1  # Not some later process's.
-    }
-    assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
+    proc_support.assert_no_shared_memory_left(shm_before, exited_at)
     return code
 
 

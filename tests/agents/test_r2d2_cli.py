@@ -193,12 +193,7 @@ def test_sigterm_leaves_nothing_behind_and_resume_finishes(tmp_path):
         assert proc_support.wait_gone(children) == [], children
     finally:
         proc_support.kill_leftovers(process, children)
-    new_shm = {
-        name
-        for name, ctime in proc_support.shm_entries().items()
-        if name not in shm_before and ctime <= exited_at + 1  # Not some later process's.
-    }
-    assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
+    proc_support.assert_no_shared_memory_left(shm_before, exited_at)
 
     assert [p.name for p in run_dir.glob("*.ckpt")] == ["iteration_0001.partial.ckpt"]
     partial = load_checkpoint(run_dir / "iteration_0001.partial.ckpt")["state"]

@@ -128,12 +128,7 @@ def test_ray_run_is_interrupted_cleanly_and_resume_finishes_it(tmp_path):
         assert left == [], {pid: started[pid] for pid in left}
     finally:
         proc_support.kill_leftovers(process, started)
-    new_shm = {
-        name
-        for name, ctime in proc_support.shm_entries().items()
-        if name not in shm_before and ctime <= exited_at + 1  # Not some later process's.
-    }
-    assert not new_shm, f"shared memory left behind: {sorted(new_shm)}"
+    proc_support.assert_no_shared_memory_left(shm_before, exited_at)
 
     first = load_checkpoint(run_dir / "iteration_0001.ckpt")["state"]
     assert first["trainer"]["actor_restarts"] == [0, 0]
