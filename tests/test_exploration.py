@@ -8,8 +8,8 @@ slides along the walls into the corner (which is how R2D2 found the open room's 
 seeds of 10). NGU's novelty-seeking policies learn to stop bumping, because a game that ends
 takes their intrinsic rewards with it, and then sweep the room. "Reaches the reward" is at
 least one game ending on the goal: chance would give NGU's few hundred games about 0.001.
-The test runs seeds 0-5 and asks NGU to reach the goal with at least 4 of them and R2D2 with
-at most 1.
+The test runs NGU with seeds 0-5 and asks it to reach the goal with at least 4 of them, and
+R2D2 with seeds 0-2, of which at most 1 may reach it.
 NGU plays App. A's fixed policies here (`draw_policy_per_episode=False`): environment j plays
 policy j with the j-th ε of the ladder, so the most exploratory policies act with the smallest
 ε, and an ε-random move into a deadly wall is what ends their sweeps. Drawing j per episode
@@ -48,6 +48,9 @@ BUDGET = 10_000  # agent steps: 8 environments, 4 iterations of 2,500
 # the suite dropped seeds 6 and 7 for time; 4 of 6 was chosen from that spread, after it.
 DEADLY_SEEDS = list(range(6))
 NGU_REACHES = 4
+# R2D2, the control that shows the room is hard for ε-greedy exploration: seeds 0-2 (0 of 8
+# seeds reached the goal on each of the three paths; 1 of 8 on another machine).
+R2D2_SEEDS = list(range(3))
 R2D2_REACHES = 1
 COMMON = dict(
     burn_in=5,
@@ -129,7 +132,7 @@ RUNS_OF_TEST = {
         ("ngu", DEADLY_ROOM, seed) for seed in DEADLY_SEEDS
     ],
     "test_r2d2_with_the_same_budget_hardly_ever_reaches_it": [
-        ("r2d2", DEADLY_ROOM, seed) for seed in DEADLY_SEEDS
+        ("r2d2", DEADLY_ROOM, seed) for seed in R2D2_SEEDS
     ],
 }
 SECONDS_PER_RUN = {"ngu": 45, "r2d2": 30}

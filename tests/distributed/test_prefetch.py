@@ -93,6 +93,8 @@ def test_workers_give_exactly_the_synchronous_batches_priorities_and_weights(spe
         np.testing.assert_array_equal(a, b)
     assert torch.equal(sync[2], threaded[2])
     np.testing.assert_array_equal(sync[3], threaded[3])
+    if spec is PIXEL_ROOM:
+        return  # What sampling ahead draws does not depend on how frames are stored.
     # Sampling ahead changes which batches are drawn (priorities are older), as it should.
     fully_synchronous = train(workers=0, depth=0, updates=updates, spec=spec)
     pairs = zip(sync[0][:updates], fully_synchronous[0], strict=True)
