@@ -1,13 +1,13 @@
 """The training runs of the suite's learning modules (tests/test_deception.py,
 test_exploration.py and test_learning.py), all started in one pool of two worker processes (the
-machine's 2 cores) when the session starts: module by module in the order the modules run,
-each module's longest first. One pool for all of them, not one per module, so that neither
-core waits while a module's last run goes on alone.
+machine's 2 cores) when the session starts, longest first over all modules: the session waits
+for all of them, and ending on the short runs leaves neither core idle while a long one goes on
+alone. One pool for all of them, not one per module, for the same reason.
 
 The workers run at the lowest CPU priority (nice 19) from the session's start. The tests
-before the learning modules (command lines, actor processes) leave a core idle about half the
-time, and the runs take that time without slowing those tests, whose timeouts therefore hold
-as before; once the learning modules' tests wait on their runs, nothing else competes. A run's
+before the learning modules (command lines, actor processes) keep about one of the two cores
+busy on average, and the runs take the rest without slowing those tests, whose timeouts
+therefore hold as before; once the learning modules' tests wait on their runs, nothing else competes. A run's
 result does not depend on its speed: each trains in the single-thread loop, seeded."""
 
 from __future__ import annotations
@@ -74,8 +74,7 @@ def start_selected_runs(session: pytest.Session) -> Iterator[dict[str, dict[tupl
             continue
         for run in declared.runs_of_test.get(item.originalname, ()):
             jobs[(item.module.__name__, run)] = declared
-    modules = list(dict.fromkeys(module for module, _ in jobs))  # in the order they run
-    order = sorted(jobs, key=lambda job: (modules.index(job[0]), -jobs[job].seconds(job[1])))
+    order = sorted(jobs, key=lambda job: -jobs[job].seconds(job[1]))  # stable: ties keep order
     futures: dict[str, dict[tuple, Future]] = {}
     with orphan_free_pool(2, BACKGROUND_NICENESS) as pool:
         for module, run in order:
