@@ -7,8 +7,9 @@ alone. One pool for all of them, not one per module, for the same reason.
 The workers run at the lowest CPU priority (nice 19) from the session's start. The tests
 before the learning modules (command lines, actor processes) keep about one of the two cores
 busy on average, and the runs take the rest without slowing those tests, whose timeouts
-therefore hold as before; once the learning modules' tests wait on their runs, nothing else competes. A run's
-result does not depend on its speed: each trains in the single-thread loop, seeded."""
+therefore hold as before; once the learning modules' tests wait on their runs, nothing else
+competes. A run's result does not depend on its speed: each trains in the single-thread loop,
+seeded."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -128,6 +128,17 @@ class TargetNetworkLearner:
 
 
 OPTIMIZERS = ("adam", "rmsprop")
+
+
+def host_floats(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    """{name: float} of scalar tensors and numbers, in their order. The tensors come to the host
+    in one copy (a float32 value is exact in float64), not one synchronisation each."""
+    tensors = {name: v for name, v in values.items() if isinstance(v, torch.Tensor)}
+    fetched = {}
+    if tensors:
+        scalars = [v.detach().reshape(()).to(torch.float64) for v in tensors.values()]
+        fetched = dict(zip(tensors, torch.stack(scalars).tolist(), strict=True))
+    return {name: fetched[name] if name in fetched else float(v) for name, v in values.items()}
 
 
 def check_optimizer_name(name: str) -> None:

@@ -29,7 +29,7 @@ from agents.common.sequence_learning import (
     sequence_batch_to_device,
     unroll_sequences,
 )
-from agents.common.target_learner import TargetNetworkLearner
+from agents.common.target_learner import TargetNetworkLearner, host_floats
 from distributed.prefetch import BatchPrefetcher
 from experiment.errors import ConfigError
 from exploration.policies import actor_epsilons
@@ -203,7 +203,7 @@ class Learner(TargetNetworkLearner):
         valid = torch.isfinite(best)
         stats["sampled_largest_reward"] = best[valid].mean() if valid.any() else torch.nan
         stats["sampled_rewarded_share"] = (best > 0).float().mean()
-        return {k: float(torch.as_tensor(v).detach()) for k, v in (stats | losses).items()}
+        return host_floats(stats | losses)
 
     def head_td_errors(
         self, batch: dict[str, torch.Tensor]

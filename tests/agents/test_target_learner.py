@@ -1,11 +1,12 @@
 """The shared learner step: gradient clipping against torch's own, statistics fetched with it."""
 
 import copy
+import math
 
 import pytest
 import torch
 
-from agents.common.target_learner import TargetNetworkLearner
+from agents.common.target_learner import TargetNetworkLearner, host_floats
 
 
 class _Config:
@@ -43,3 +44,20 @@ def test_fetched_statistics_come_back_with_the_step():
     learner.apply_gradients(loss, fetch=(loss.detach().square(), torch.tensor(2.5)))
     assert learner.last_loss == pytest.approx(float(loss.detach()))
     assert learner.last_fetched == [pytest.approx(float(loss.detach()) ** 2), 2.5]
+
+
+def test_host_floats_gives_every_value_as_float_in_order():
+    values = {
+        "b": torch.tensor(0.1, dtype=torch.float32),
+        "a": 2,
+        "nan": torch.nan,
+        "c": torch.tensor([3.5], dtype=torch.float64),
+        "d": torch.tensor(-1.25, requires_grad=True) * 2,
+    }
+    floats = host_floats(values)
+    assert list(floats) == ["b", "a", "nan", "c", "d"]
+    assert floats["b"] == float(torch.tensor(0.1, dtype=torch.float32))  # exact, not 0.1
+    assert floats["a"] == 2.0 and math.isnan(floats["nan"])
+    assert floats["c"] == 3.5 and floats["d"] == -2.5
+    assert all(type(v) is float for v in floats.values())
+    assert host_floats({"x": 1}) == {"x": 1.0}
