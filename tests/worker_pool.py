@@ -38,8 +38,8 @@ class PoolRuns:
 def die_with_parent(parent_pid: int, niceness: int = 0) -> None:
     """A pool worker's initializer: the worker is sent SIGTERM when the process that started
     it dies, however it dies (Linux's PR_SET_PDEATHSIG), so that killing a test session or a
-    sweep leaves no worker training on. Elsewhere it does nothing. `niceness` is added to the
-    worker's CPU niceness (os.nice)."""
+    sweep leaves no worker training on (elsewhere than Linux, nothing does). `niceness` is
+    added to the worker's CPU niceness (os.nice)."""
     if niceness:
         os.nice(niceness)
     if sys.platform.startswith("linux"):
