@@ -141,7 +141,7 @@ MEMORY_BUDGET = 25_000
 MEMORY_SEEDS = range(3)
 # The mean greedy score over MEMORY_SEEDS that R2D2 must reach. A single seed's score is
 # chaotic: across CPU code paths a seed ends anywhere from 150 to 500 (docs/results.md,
-# "Learning tests across CPU code paths"). Over seeds 0-2 the lowest mean there was 289.0 (the
+# "Learning tests across CPU code paths"). Over seeds 0-2 the lowest mean there was 289.2 (the
 # test used seeds 0-3, lowest mean 302.2, until the suite dropped seed 3 for time).
 MEMORY_MEAN = 250
 
