@@ -8,7 +8,8 @@ three things:
 
 1. The parts, each timed alone in this tree, with E environments: one step of the E
    environments (random actions), one batched forward pass of the Q-network on E observations
-   (no gradient), and one learner update (replay sample of 32, forward, backward, Adam). The
+   (no gradient), and one learner update (replay sample of 32, forward, backward, Adam),
+   with denormals flushed as in run_atari (--flush_denormals). The
    combined limit is 1 / (t_env / E + t_forward / E + t_update) frames/s: what a loop that
    spends nothing outside these parts would reach at one update per frame.
 2. The loop: `python -m agents.dqn.run_atari` itself, in a subprocess with one torch thread,
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import gym_env  # noqa: E402
 from agents.dqn.agent import DqnConfig, build_agent  # noqa: E402
+from experiment import denormals  # noqa: E402
 
 PAPER_FLAGS = (
     "--agent_steps_per_update=1",
@@ -150,6 +152,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    denormals.flush_denormals(True)  # The parts as run_atari runs them (--flush_denormals).
     print(
         f"MinAtar/{args.game}-v1, {args.torso} torso, one update per frame, 1 torch thread, "
         f"baseline {args.baseline}"

@@ -163,6 +163,15 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
         "--resume continues with it instead of refilling it.",
     )
     flags.DEFINE_list("allow_config_change", [], hyperparameters.ALLOW_FLAG_HELP)
+    flags.DEFINE_bool(
+        "flush_denormals",
+        True,
+        "Read and write floats below 1.2e-38 as 0 on the CPU (x86 FTZ/DAZ) in the process that "
+        "learns. Adam's moments of rarely-active inputs decay through that range, where each "
+        "operation is many times slower; no learning result depends on values that small. "
+        "--noflush_denormals keeps IEEE arithmetic. Actor and evaluation processes only run "
+        "inference and keep IEEE arithmetic either way.",
+    )
     flags.DEFINE_string(
         "device",
         "auto",

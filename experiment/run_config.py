@@ -38,6 +38,7 @@ class RunConfig:
     resume: bool
     save_replay: bool
     device: torch.device
+    flush_denormals: bool  # --flush_denormals: FTZ/DAZ in the learning process (denormals.py)
 
     @classmethod
     def from_flags(cls, agent: str, **atari_overrides: Any) -> RunConfig:
@@ -64,6 +65,7 @@ class RunConfig:
             resume=FLAGS.resume,
             save_replay=FLAGS.save_replay,
             device=resolve_device(FLAGS.device),
+            flush_denormals=FLAGS.flush_denormals,
         )
         config.check_output_paths()
         return config

@@ -23,7 +23,7 @@ from absl import flags, logging
 from distributed.actors import PoolFactory, process_pool
 from distributed.config import BackendConfig, ParallelConfig
 from distributed.evaluation_process import EvalWorker, OverlappedEvaluation
-from experiment import checkpoint, hyperparameters
+from experiment import checkpoint, denormals, hyperparameters
 from experiment.checkpoint import RunCheckpointer
 from experiment.command_line import config_from_flags, define_config_flags, define_run_flags
 from experiment.run_config import RunConfig, run_metadata
@@ -68,6 +68,9 @@ class _RunStart:
 
 
 def _start_run(name: str, run: RunConfig, *configs: Any) -> _RunStart:
+    # Before any torch work, so that the threads torch starts inherit the CPU's mode.
+    if not denormals.flush_denormals(run.flush_denormals) and run.flush_denormals:
+        logging.warning("--flush_denormals: this CPU cannot flush denormals; arithmetic is IEEE")
     seed_everything(run.seed)
     with run.eval_env_spec.create(1, run.seed) as probe:
         metadata = run_metadata(name, run.environment_name, probe)
