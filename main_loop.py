@@ -188,9 +188,13 @@ def run_single_thread_training(
         learner_stats = ScalarAverager()
 
         def learn(new_steps: int, stats: ScalarAverager = learner_stats) -> None:
-            for _ in range(scheduler.updates_due(new_steps, learner.ready())):
+            due = scheduler.updates_due(new_steps, learner.ready())
+            if due:
+                # One hold for the agent step's updates, not one each: installing the handlers
+                # costs as much as a tenth of a small network's update.
                 with interrupts_deferred():
-                    stats.add(learner.step())
+                    for _ in range(due):
+                        stats.add(learner.step())
 
         progress = ProgressPrinter(f"iteration {iteration} train", schedule.num_train_steps)
         try:

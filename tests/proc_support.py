@@ -11,6 +11,7 @@ import pathlib
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 
 def stat(pid: int) -> tuple[str, int, int] | None:
@@ -91,6 +92,35 @@ def kill_leftovers(process: subprocess.Popen, started: dict[int, tuple[int, str]
             _kill(pid)
     for pid in wait_gone(started, timeout=5):
         _kill(pid)
+
+
+def interrupt_and_check_clean_exit(
+    process: subprocess.Popen,
+    log_path: pathlib.Path,
+    wait_until_learning: Callable[[], dict[int, tuple[int, str]]],
+    interrupt: Callable[[], None],
+) -> int:
+    """What an interrupted run must leave: waits until `process` (a run whose output goes to
+    `log_path`) is learning (`wait_until_learning` returns its children then), sends the
+    signal (`interrupt`), and checks that it exits within 15 s with one "interrupted" line and
+    no traceback, leaving none of its processes and no shared memory behind. Its exit code."""
+    shm_before = shm_entries()
+    started: dict[int, tuple[int, str]] = {}
+    try:
+        started = wait_until_learning()
+        interrupted_at = time.monotonic()
+        interrupt()
+        code = process.wait(timeout=30)
+        assert time.monotonic() - interrupted_at < 15
+        exited_at = time.time()
+        log = log_path.read_text()
+        assert "Traceback" not in log and log.rstrip().endswith("interrupted"), log[-3000:]
+        # Actors, the evaluation process and the resource tracker: all gone, none orphaned.
+        assert wait_gone(started) == [], started
+    finally:
+        kill_leftovers(process, started)
+    assert_no_shared_memory_left(shm_before, exited_at)
+    return code
 
 
 def _kill(pid: int) -> None:

@@ -136,29 +136,19 @@ def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path
     group, as a terminal does) and checks that it exits within seconds, in one line, leaving no
     process and no shared memory behind (the R2D2 tests check SIGTERM the same way); its exit
     code."""
-    shm_before = proc_support.shm_entries()
     process = start_module(agent, "run_atari", args, log_path)
-    children: dict[int, tuple[int, str]] = {}
-    try:
+
+    def wait_until_learning() -> dict[int, tuple[int, str]]:
         deadline = time.monotonic() + 150
         while "train:" not in log_path.read_text():  # the first progress line, after 30 s
             assert process.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "no progress"
             time.sleep(0.5)
-        children = proc_support.children(process.pid)
-        interrupted_at = time.monotonic()
-        os.killpg(process.pid, signal.SIGINT)
-        code = process.wait(timeout=30)
-        assert time.monotonic() - interrupted_at < 15
-        exited_at = time.time()
-        log = log_path.read_text()
-        assert "Traceback" not in log and log.rstrip().endswith("interrupted"), log[-3000:]
-        # Actors, the evaluation process and the resource tracker: all gone, none orphaned.
-        assert proc_support.wait_gone(children) == [], children
-    finally:
-        proc_support.kill_leftovers(process, children)
-    proc_support.assert_no_shared_memory_left(shm_before, exited_at)
-    return code
+        return proc_support.children(process.pid)
+
+    return proc_support.interrupt_and_check_clean_exit(
+        process, log_path, wait_until_learning, lambda: os.killpg(process.pid, signal.SIGINT)
+    )
 
 
 @pytest.mark.slow

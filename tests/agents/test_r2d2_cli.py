@@ -174,26 +174,15 @@ def test_sigterm_leaves_nothing_behind_and_resume_finishes(tmp_path):
         *output_flags(tmp_path),
     ]
     run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong" / "seed_5"
-    shm_before = proc_support.shm_entries()
-    process = start_module("r2d2", "run_atari", args, tmp_path / "run.log")
-    children: dict[int, tuple[int, str]] = {}
-    try:
-        children = _wait_until_learning(process)
-        interrupted_at = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
-        exit_seconds = time.monotonic() - interrupted_at
-        exited_at = time.time()
-        log = (tmp_path / "run.log").read_text()
-        assert code == 130, log[-3000:]
-        assert exit_seconds < 15, exit_seconds
-        assert "Traceback" not in log, log[-3000:]
-        assert log.rstrip().endswith("interrupted")
-        # Actors, the evaluation process and the resource tracker: all gone, none orphaned.
-        assert proc_support.wait_gone(children) == [], children
-    finally:
-        proc_support.kill_leftovers(process, children)
-    proc_support.assert_no_shared_memory_left(shm_before, exited_at)
+    log_path = tmp_path / "run.log"
+    process = start_module("r2d2", "run_atari", args, log_path)
+    code = proc_support.interrupt_and_check_clean_exit(
+        process,
+        log_path,
+        lambda: _wait_until_learning(process),
+        lambda: process.send_signal(signal.SIGTERM),
+    )
+    assert code == 130, log_path.read_text()[-3000:]
 
     assert [p.name for p in run_dir.glob("*.ckpt")] == ["iteration_0001.partial.ckpt"]
     partial = load_checkpoint(run_dir / "iteration_0001.partial.ckpt")["state"]
