@@ -2,6 +2,7 @@
 limit of its parts, and against a baseline commit, side by side in one run.
 
     python benchmarks/bench_small_network.py [--baseline 1fa4f64] [--num_envs 1 4] [--torso mlp]
+    python benchmarks/bench_small_network.py --baseline noflush   # what --flush_denormals gives
 
 On a network this small the time goes to per-step overhead, not arithmetic, so this measures
 three things:
@@ -17,7 +18,8 @@ three things:
    1,000 updates); frames/s is the run's own `train/steps_per_second` of its last iteration
    (every step of it is after the replay warm-up, so every frame pays for one update).
 3. The same command in the baseline commit's tree (exported with `git archive`), alternating
-   with this tree's, `--repeats` times each.
+   with this tree's, `--repeats` times each; or, with `--baseline noflush`, in this tree with
+   `--noflush_denormals` (IEEE arithmetic), which measures what flushing denormals gives.
 
 A MinAtar frame is one agent step (MinAtar has no frame skip).
 """
@@ -104,7 +106,7 @@ def time_parts(game: str, num_envs: int, calls: int, torso: str) -> dict[str, fl
 
 
 def loop_frames_per_second(
-    tree: pathlib.Path, game: str, num_envs: int, steps: int, torso: str
+    tree: pathlib.Path, game: str, num_envs: int, steps: int, torso: str, *extra_flags: str
 ) -> float:
     """The last iteration's train/steps_per_second of run_atari in `tree`."""
     with tempfile.TemporaryDirectory() as out:
@@ -115,6 +117,7 @@ def loop_frames_per_second(
             f"--environment_name=MinAtar/{game}-v1",
             f"--num_envs={num_envs}",
             f"--torso={torso}",
+            *extra_flags,
             f"--num_train_steps={steps}",
             "--min_replay_size=1000",
             *PAPER_FLAGS,
@@ -140,7 +143,11 @@ def export_tree(ref: str, into: str) -> pathlib.Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--game", default="Breakout", help="MinAtar game")
-    parser.add_argument("--baseline", default="1fa4f64", help="commit to compare against")
+    parser.add_argument(
+        "--baseline",
+        default="1fa4f64",
+        help="commit to compare against, or noflush: this tree with --noflush_denormals",
+    )
     parser.add_argument("--num_envs", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--steps", type=int, default=4000, help="agent steps per iteration")
     parser.add_argument("--calls", type=int, default=1000, help="calls per timed part")
@@ -158,15 +165,23 @@ def main() -> None:
         f"baseline {args.baseline}"
     )
     with tempfile.TemporaryDirectory() as baseline_dir:
-        baseline = export_tree(args.baseline, baseline_dir)
+        if args.baseline == "noflush":
+            baseline, baseline_flags = ROOT, ("--noflush_denormals",)
+        else:
+            baseline, baseline_flags = export_tree(args.baseline, baseline_dir), ()
         for num_envs in args.num_envs:
             parts = time_parts(args.game, num_envs, args.calls, args.torso)
             per_frame = parts["env"] / num_envs + parts["forward"] / num_envs + parts["update"]
             limit = 1.0 / per_frame
             loops: dict[str, list[float]] = {"this tree": [], "baseline": []}
             for _ in range(args.repeats):
-                for name, tree in (("this tree", ROOT), ("baseline", baseline)):
-                    fps = loop_frames_per_second(tree, args.game, num_envs, args.steps, args.torso)
+                for name, tree, flags in (
+                    ("this tree", ROOT, ()),
+                    ("baseline", baseline, baseline_flags),
+                ):
+                    fps = loop_frames_per_second(
+                        tree, args.game, num_envs, args.steps, args.torso, *flags
+                    )
                     loops[name].append(fps)
             ours, theirs = statistics.mean(loops["this tree"]), statistics.mean(loops["baseline"])
             print(

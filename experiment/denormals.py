@@ -5,8 +5,8 @@ writes one takes a slow path, tens of times slower than a normal one. Adam's and
 moments of an input that is rarely on (most of MinAtar's bool planes, at most positions) decay
 geometrically once its gradient stops, and pass through that range for hundreds (first moment)
 or tens of thousands (second moment) of updates. A small network's update then spends much of
-its time there: DQN on MinAtar Breakout ran 1.3-1.5x faster with flushing on (docs/results.md,
-"Speed and memory").
+its time there: DQN with an MLP on MinAtar Breakout ran 1.2-1.4x faster with flushing on
+(docs/results.md, "Speed and memory").
 
 Flushing sets the CPU's FTZ and DAZ modes: results and inputs below that range read as 0. The
 modes belong to the calling thread; threads it starts afterwards (torch's intra-op pool, the
