@@ -190,8 +190,8 @@ def run_single_thread_training(
         def learn(new_steps: int, stats: ScalarAverager = learner_stats) -> None:
             due = scheduler.updates_due(new_steps, learner.ready())
             if due:
-                # One hold for the agent step's updates, not one each: installing the handlers
-                # costs as much as a tenth of a small network's update.
+                # One hold for the agent step's updates, not one each: installing and restoring
+                # the handlers takes tens of µs, a few percent of a small network's update.
                 with interrupts_deferred():
                     for _ in range(due):
                         stats.add(learner.step())

@@ -166,11 +166,13 @@ def define_run_flags(agent_defaults: Mapping[str, Any] | None = None) -> None:
     flags.DEFINE_bool(
         "flush_denormals",
         True,
-        "Read and write floats below 1.2e-38 as 0 on the CPU (x86 FTZ/DAZ) in the process that "
-        "learns. Adam's moments of rarely-active inputs decay through that range, where each "
-        "operation is many times slower; no learning result depends on values that small. "
-        "--noflush_denormals keeps IEEE arithmetic. Actor and evaluation processes only run "
-        "inference and keep IEEE arithmetic either way.",
+        "Read and write float32 values below 1.18e-38 (denormals) as 0 on the CPU (x86 FTZ/DAZ, "
+        "ARM FZ): the optimiser's moments of rarely-active inputs sink into that range, where "
+        "arithmetic takes a slow path. For DQN this covers the whole run (acting, environments, "
+        "evaluation); for R2D2, NGU and Agent57 the learner's process, while their actor and "
+        "evaluation processes keep IEEE arithmetic. It changes results in their last bits, so "
+        "a seed does not repeat a run made in the other mode, and --resume refuses a switch. "
+        "--noflush_denormals keeps IEEE arithmetic.",
     )
     flags.DEFINE_string(
         "device",

@@ -16,7 +16,16 @@ from absl import logging
 from experiment.errors import UserError
 
 # RunConfig fields that shape learning or evaluation, by flag name.
-_RUN_FIELDS = ("num_train_steps", "num_eval_steps", "num_envs", "seed", "eval_epsilon")
+# flush_denormals changes the arithmetic in its last bits, so a run that resumes in the other
+# mode no longer continues the run it resumes (and nothing else records which mode it used).
+_RUN_FIELDS = (
+    "num_train_steps",
+    "num_eval_steps",
+    "num_envs",
+    "seed",
+    "eval_epsilon",
+    "flush_denormals",
+)
 _ATARI_FIELDS = (
     "sticky_action_probability",
     "full_action_space",
@@ -45,6 +54,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "rmsprop_decay": 0.95,
     "rmsprop_eps": 0.01,
     "time_limit_is_terminal": False,
+    "flush_denormals": False,  # IEEE arithmetic before the flag existed.
 }
 
 

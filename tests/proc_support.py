@@ -97,21 +97,23 @@ def kill_leftovers(process: subprocess.Popen, started: dict[int, tuple[int, str]
 def interrupt_and_check_clean_exit(
     process: subprocess.Popen,
     log_path: pathlib.Path,
+    shm_before: dict[str, float],
     wait_until_learning: Callable[[], dict[int, tuple[int, str]]],
     interrupt: Callable[[], None],
 ) -> int:
     """What an interrupted run must leave: waits until `process` (a run whose output goes to
     `log_path`) is learning (`wait_until_learning` returns its children then), sends the
     signal (`interrupt`), and checks that it exits within 15 s with one "interrupted" line and
-    no traceback, leaving none of its processes and no shared memory behind. Its exit code."""
-    shm_before = shm_entries()
+    no traceback, leaving none of its processes and no shared memory behind (`shm_before`:
+    shm_entries() taken before the run started). Its exit code."""
     started: dict[int, tuple[int, str]] = {}
     try:
         started = wait_until_learning()
         interrupted_at = time.monotonic()
         interrupt()
         code = process.wait(timeout=30)
-        assert time.monotonic() - interrupted_at < 15
+        exit_seconds = time.monotonic() - interrupted_at
+        assert exit_seconds < 15, f"exited {exit_seconds:.1f} s after the signal"
         exited_at = time.time()
         log = log_path.read_text()
         assert "Traceback" not in log and log.rstrip().endswith("interrupted"), log[-3000:]

@@ -136,6 +136,7 @@ def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path
     group, as a terminal does) and checks that it exits within seconds, in one line, leaving no
     process and no shared memory behind (the R2D2 tests check SIGTERM the same way); its exit
     code."""
+    shm_before = proc_support.shm_entries()
     process = start_module(agent, "run_atari", args, log_path)
 
     def wait_until_learning() -> dict[int, tuple[int, str]]:
@@ -147,7 +148,11 @@ def _interrupt_when_learning(args: list[str], agent: str, log_path: pathlib.Path
         return proc_support.children(process.pid)
 
     return proc_support.interrupt_and_check_clean_exit(
-        process, log_path, wait_until_learning, lambda: os.killpg(process.pid, signal.SIGINT)
+        process,
+        log_path,
+        shm_before,
+        wait_until_learning,
+        lambda: os.killpg(process.pid, signal.SIGINT),
     )
 
 

@@ -175,10 +175,12 @@ def test_sigterm_leaves_nothing_behind_and_resume_finishes(tmp_path):
     ]
     run_dir = tmp_path / "checkpoints" / "r2d2" / "Pong" / "seed_5"
     log_path = tmp_path / "run.log"
+    shm_before = proc_support.shm_entries()
     process = start_module("r2d2", "run_atari", args, log_path)
     code = proc_support.interrupt_and_check_clean_exit(
         process,
         log_path,
+        shm_before,
         lambda: _wait_until_learning(process),
         lambda: process.send_signal(signal.SIGTERM),
     )

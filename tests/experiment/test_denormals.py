@@ -1,21 +1,22 @@
-"""Denormal flushing: what the CPU mode does to a denormal float, and that a run's start puts
-the learning process in the mode its --flush_denormals asks for."""
+"""Denormal flushing: what the CPU mode does to a denormal float, that a run's start puts the
+learning process (and the threads it starts later) in the mode its --flush_denormals asks for,
+and that a resume cannot switch the mode unnoticed."""
 
 from __future__ import annotations
 
 import pathlib
-import platform
+import threading
 
 import pytest
 import torch
 
 import gym_env
 from agents.dqn.agent import DqnConfig
-from experiment import denormals, runner
+from experiment import denormals, hyperparameters, runner
 from experiment.run_config import RunConfig
 
 pytestmark = pytest.mark.skipif(
-    platform.machine().lower() not in ("x86_64", "amd64"), reason="FTZ/DAZ are x86 modes"
+    not denormals.flush_denormals(False), reason="this CPU cannot flush denormals"
 )
 
 DENORMAL = 1e-39  # Below float32's smallest normal, 1.18e-38.
@@ -70,8 +71,30 @@ def run_config(tmp_path: pathlib.Path, flush: bool) -> RunConfig:
     )
 
 
+def in_a_new_thread(fn):
+    result = []
+    thread = threading.Thread(target=lambda: result.append(fn()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
 @pytest.mark.parametrize("flush", [True, False])
-def test_a_run_starts_in_the_mode_its_flag_asks_for(tmp_path, flush):
+def test_a_run_starts_in_the_mode_its_flag_asks_for(tmp_path, monkeypatch, flush):
+    monkeypatch.setattr(runner, "seed_everything", lambda seed: None)  # Keep the global RNGs.
     denormals.flush_denormals(not flush)  # The opposite mode beforehand.
-    runner._start_run("dqn", run_config(tmp_path, flush), DqnConfig())
+    start = runner._start_run("dqn", run_config(tmp_path, flush), DqnConfig())
     assert reads_denormals_as_zero() == flush
+    assert in_a_new_thread(reads_denormals_as_zero) == flush  # Threads started later inherit it.
+    assert start.settings["flush_denormals"] is flush  # Saved with every checkpoint.
+
+
+def test_a_resume_in_the_other_mode_is_refused_and_an_older_checkpoint_was_ieee(tmp_path):
+    flushed = hyperparameters.collect(run_config(tmp_path, True), DqnConfig())
+    ieee = hyperparameters.collect(run_config(tmp_path, False), DqnConfig())
+    with pytest.raises(hyperparameters.ConfigChangeError, match="flush_denormals False -> True"):
+        hyperparameters.check_resume(ieee, flushed, [], "ckpt")
+    older = {k: v for k, v in ieee.items() if k != "flush_denormals"}
+    hyperparameters.check_resume(older, ieee, [], "ckpt")  # It was trained with IEEE.
+    with pytest.raises(hyperparameters.ConfigChangeError, match="flush_denormals"):
+        hyperparameters.check_resume(older, flushed, [], "ckpt")

@@ -171,6 +171,7 @@ def test_the_time_limit_setting_is_a_hyperparameter_of_both_environment_kinds(at
             num_envs=1,
             seed=0,
             eval_epsilon=0.05,
+            flush_denormals=True,
             atari=config,
             eval_atari=config,
             env_spec=spec,
