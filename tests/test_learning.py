@@ -161,18 +161,20 @@ def dqn_memory_task_returns(seed: int) -> list[float]:
     return greedy_returns(eval_env, EpsilonGreedyActor(dqn.network, 0.0, 0, CPU), 10)
 
 
-MINATAR_BUDGET = 50_000  # Frames: a MinAtar frame is one agent step.
+MINATAR_BUDGET = 30_000  # Frames: a MinAtar frame is one agent step.
 MINATAR_SEEDS = range(3)
 # Random play scores about 0.5 per game of MinAtar Breakout (the MinAtar README); each seed's
-# greedy average must be at least twice that. Budget, seeds and threshold were fixed before
-# the first run (docs/results.md has every seed's score).
+# greedy average must be at least twice that. Seeds and threshold were fixed before the first
+# run; the budget was 50k frames until the suite needed time, and 30k was adopted after its
+# three seeds had scored at least 4.1 on three CPU code paths (docs/results.md, "MinAtar").
 MINATAR_BREAKOUT_MIN = 1.0
 
 
 def dqn_minatar_breakout_returns(seed: int) -> list[float]:
-    """DQN with the MinAtar network on MinAtar/Breakout-v1 for 50k frames (4 environments,
-    one update per frame, the paper's ε floor of 0.1 reached at 20k), with denormals flushed as
-    run_atari does by default: scores of up to 20 greedy games (8,000 steps) after training."""
+    """DQN with the MinAtar network on MinAtar/Breakout-v1 for MINATAR_BUDGET frames (4
+    environments, one update per frame, the paper's ε floor of 0.1 reached at 20k), with
+    denormals flushed as run_atari does by default: scores of up to 20 greedy games (8,000
+    steps) after training."""
     with denormals_flushed():
         return _dqn_minatar_breakout_returns(seed)
 
@@ -233,7 +235,7 @@ def test_dqn_learns_minatar_breakout(learning_runs):
 RUNS = {
     "r2d2_memory": (r2d2_memory_task_returns, 150),
     "dqn_memory": (dqn_memory_task_returns, 115),
-    "dqn_minatar": (dqn_minatar_breakout_returns, 130),
+    "dqn_minatar": (dqn_minatar_breakout_returns, 170),
 }
 RUNS_OF_TEST = {
     "test_r2d2_learns_a_task_that_needs_memory": [("r2d2_memory", s) for s in MEMORY_SEEDS],
