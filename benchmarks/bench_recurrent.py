@@ -4,6 +4,7 @@
     python benchmarks/bench_recurrent.py replay  --agent ngu [--num_sequences 400]
     python benchmarks/bench_recurrent.py learner --agent ngu [--batch_size 16] [--device cpu]
     python benchmarks/bench_recurrent.py system  --agent r2d2 [--num_actors 2] [--seconds 60]
+    python benchmarks/bench_recurrent.py flush   --agent r2d2 [--warmup_updates 6000]
 
 acting:  agent steps/s of one actor process (E environments, batched inference, for NGU and
          Agent57 the embedding, RND and k-NN episodic novelty, chunk compression) against the
@@ -16,11 +17,19 @@ learner: updates/s of Learner.step() (sampling, decoding, host-to-device copy, b
          loss, backward, optimiser, priorities) against the bare forward-backward of the same
          losses on a batch already on the device. Target: >= 0.9.
 system:  agent steps/s and learner updates/s of the whole loop with N actor processes.
+flush:   what --flush_denormals gives a recurrent learner later in a run, on MinAtar Breakout
+         with benchmarks/minatar_learning.py's sequence settings: the learner first trains
+         with IEEE arithmetic for --warmup_updates (acting in-process with its own network at
+         replay ratio 16, as those runs do), then its state is copied, and updates/s from that
+         copy are timed with and without flushing, alternating, --repeats times each. Also
+         prints the share of the optimiser's moments that are denormal at the copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import importlib
 import pathlib
 import sys
@@ -34,6 +43,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import gym_env
 from agents.common.sequence_learning import sequence_batch_to_device
 from distributed.config import ParallelConfig
+from experiment import denormals
 from main_loop import ParallelTrainer
 
 CONFIGS = {"r2d2": "R2d2Config", "ngu": "NguConfig", "agent57": "Agent57Config"}
@@ -249,9 +259,97 @@ def bench_system(args) -> None:
     print(f"  (ran {seconds:.0f} s: {steps} agent steps, {updates} updates)")
 
 
+def minatar_config(agent: str):
+    """The agent's config with benchmarks/minatar_learning.py's sequence settings (those of
+    its flags that are config fields)."""
+    from minatar_learning import SEQUENCE_SCALE
+
+    config_cls = getattr(agent_module(agent), CONFIGS[agent])
+    fields = {field.name: field for field in dataclasses.fields(config_cls)}
+    overrides = {}
+    for flag in SEQUENCE_SCALE:
+        name, value = flag.removeprefix("--").split("=")
+        if name in fields:
+            overrides[name] = type(getattr(config_cls(), name))(value)
+    return config_cls(**overrides)
+
+
+def denormal_share(optimizer: torch.optim.Optimizer) -> float:
+    """Share of the optimiser's floating-point state entries that are denormal."""
+    tiny = torch.finfo(torch.float32).tiny
+    denormal = total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value) and value.is_floating_point() and value.dim() > 0:
+                magnitude = value.abs()
+                denormal += int(((magnitude > 0) & (magnitude < tiny)).sum())
+                total += value.numel()
+    return denormal / max(total, 1)
+
+
+def train_in_process(config, env, actor, learner, num_updates: int, ratio: int):
+    """Acts with the learner's own network and learns each stored sequence `ratio` times on
+    average, as the MinAtar runs do, until `num_updates` updates."""
+    actor.network = learner.network
+    if hasattr(actor, "embeddings"):
+        actor.embeddings.embedding = learner.network.embedding
+    timestep, inserted = env.reset(), 0
+    while learner.num_updates < num_updates:
+        timestep = env.step(actor.step(timestep))
+        inserted += learner.ingest(actor.drain())
+        while learner.ready() and (learner.num_updates + 1) * config.batch_size <= ratio * inserted:
+            learner.step()
+
+
+def bench_flush(args) -> None:
+    torch.set_num_threads(1)  # As in the MinAtar runs' learner (one core per run).
+    module = agent_module(args.agent)
+    config = minatar_config(args.agent)
+    spec = gym_env.EnvSpec(classic_name="MinAtar/Breakout-v1")
+    env, actor = module.ActorFactory(config, spec, args.num_envs, num_actors=1)(0, seed=0)
+    learner = module.build_learner(
+        config,
+        env.observation_shape,
+        env.observation_dtype,
+        env.num_actions,
+        0,
+        torch.device("cpu"),
+    )
+    denormals.flush_denormals(False)
+    start = time.perf_counter()
+    train_in_process(config, env, actor, learner, args.warmup_updates, 16)
+    warmup_seconds = time.perf_counter() - start
+    env.close()
+    print(f"warm-up done in {warmup_seconds:.0f} s; timing", flush=True)
+    snapshot = copy.deepcopy(learner.state_dict())
+    share = denormal_share(learner.optimizer)
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(args.repeats):
+        for flush in (False, True):
+            learner.load_state_dict(copy.deepcopy(snapshot))
+            denormals.flush_denormals(flush)
+            learner.step()  # Not timed: the first update after a load.
+            start = time.perf_counter()
+            for _ in range(args.updates):
+                learner.step()
+            rates[flush].append(args.updates / (time.perf_counter() - start))
+    denormals.flush_denormals(False)
+    learner.close()
+    ieee, flushed = (float(np.median(rates[flag])) for flag in (False, True))
+    print(
+        f"flush ({args.agent}): MinAtar Breakout, batch {config.batch_size} x "
+        f"{config.burn_in}+{config.sequence_length} steps, 1 torch thread; state after "
+        f"{args.warmup_updates} IEEE updates ({warmup_seconds:.0f} s with acting)"
+    )
+    print(f"  denormal share of the optimiser's moments: {share:.4%}")
+    print(f"  IEEE      : {ieee:6.2f} updates/s (each block: {rates[False]})")
+    print(f"  flushed   : {flushed:6.2f} updates/s (each block: {rates[True]})")
+    print(f"  flushed / IEEE: {flushed / ieee:.2f}x (medians of {args.repeats} blocks each)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["acting", "replay", "learner", "system"])
+    parser.add_argument("what", choices=["acting", "replay", "learner", "system", "flush"])
     parser.add_argument("--agent", choices=sorted(CONFIGS), default="r2d2")
     parser.add_argument("--num_envs", type=int, default=16)
     parser.add_argument("--num_actors", type=int, default=2)
@@ -261,12 +359,18 @@ def main() -> None:
     parser.add_argument("--replay_ratio", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--warmup_updates", type=int, default=6_000, help="flush: IEEE updates first"
+    )
+    parser.add_argument("--updates", type=int, default=200, help="flush: updates per timed block")
+    parser.add_argument("--repeats", type=int, default=3, help="flush: timed blocks per mode")
     args = parser.parse_args()
     benches = {
         "acting": bench_acting,
         "replay": bench_replay,
         "learner": bench_learner,
         "system": bench_system,
+        "flush": bench_flush,
     }
     benches[args.what](args)
 
