@@ -150,13 +150,14 @@ class FeedLearner:
     def __init__(self, actor, learner) -> None:
         self.actor = actor
         self.learner = learner
+        self.stored = 0  # Sequences stored so far, for a caller that paces learning by them.
 
     def reset(self) -> None:
         self.actor.reset()
 
     def step(self, timestep) -> np.ndarray:
         actions = self.actor.step(timestep)
-        self.learner.ingest(self.actor.drain())
+        self.stored += self.learner.ingest(self.actor.drain())
         if hasattr(self.actor, "weights_updated"):
             self.actor.weights_updated()  # in-process, every update reaches the actor at once
         return actions

@@ -1,4 +1,5 @@
-"""Throughput and memory of the recurrent agents (R2D2, NGU, Agent57) on Pong.
+"""Throughput and memory of the recurrent agents (R2D2, NGU, Agent57) on Pong, and what
+flushing denormals gives their learners on MinAtar.
 
     python benchmarks/bench_recurrent.py acting  --agent ngu [--num_envs 16] [--seconds 10]
     python benchmarks/bench_recurrent.py replay  --agent ngu [--num_sequences 400]
@@ -18,11 +19,12 @@ learner: updates/s of Learner.step() (sampling, decoding, host-to-device copy, b
          losses on a batch already on the device. Target: >= 0.9.
 system:  agent steps/s and learner updates/s of the whole loop with N actor processes.
 flush:   what --flush_denormals gives a recurrent learner later in a run, on MinAtar Breakout
-         with benchmarks/minatar_learning.py's sequence settings: the learner first trains
-         with IEEE arithmetic for --warmup_updates (acting in-process with its own network at
-         replay ratio 16, as those runs do), then its state is copied, and updates/s from that
-         copy are timed with and without flushing, alternating, --repeats times each. Also
-         prints the share of the optimiser's moments that are denormal at the copy.
+         with benchmarks/minatar_learning.py's sequence settings, environments and replay
+         ratio: the learner first trains with IEEE arithmetic for --warmup_updates (acting
+         in-process with its newest weights, where the runs' actors pull them every few
+         hundred steps), then its and its replay's state are copied, and updates/s from that
+         copy are timed with and without flushing, alternating which goes first, --repeats
+         times each. Also prints the share of each optimiser group's state that is denormal.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import gym_env
 from agents.common.sequence_learning import sequence_batch_to_device
 from distributed.config import ParallelConfig
+from distributed.intake import RateLimiter
 from experiment import denormals
-from main_loop import ParallelTrainer
+from main_loop import FeedLearner, ParallelTrainer
 
 CONFIGS = {"r2d2": "R2d2Config", "ngu": "NguConfig", "agent57": "Agent57Config"}
 
@@ -259,91 +262,125 @@ def bench_system(args) -> None:
     print(f"  (ran {seconds:.0f} s: {steps} agent steps, {updates} updates)")
 
 
-def minatar_config(agent: str):
+def minatar_settings(agent: str) -> tuple[object, int, float]:
     """The agent's config with benchmarks/minatar_learning.py's sequence settings (those of
-    its flags that are config fields)."""
+    its flags that are config fields), and that benchmark's environments per actor and
+    replay ratio."""
     from minatar_learning import SEQUENCE_SCALE
 
+    flags = dict(flag.removeprefix("--").split("=") for flag in SEQUENCE_SCALE)
     config_cls = getattr(agent_module(agent), CONFIGS[agent])
-    fields = {field.name: field for field in dataclasses.fields(config_cls)}
+    defaults = config_cls()
+    names = {field.name for field in dataclasses.fields(config_cls)}
     overrides = {}
-    for flag in SEQUENCE_SCALE:
-        name, value = flag.removeprefix("--").split("=")
-        if name in fields:
-            overrides[name] = type(getattr(config_cls(), name))(value)
-    return config_cls(**overrides)
+    for name, value in flags.items():
+        if name in names:
+            default = getattr(defaults, name)
+            if isinstance(default, bool):  # bool("False") is True.
+                raise ValueError(f"a bool flag needs parsing here: --{name}={value}")
+            overrides[name] = type(default)(value)
+    return config_cls(**overrides), int(flags["num_envs"]), float(flags["replay_ratio"])
 
 
-def denormal_share(optimizer: torch.optim.Optimizer) -> float:
-    """Share of the optimiser's floating-point state entries that are denormal."""
+def denormal_shares(learner) -> dict[str, float]:
+    """Per optimiser group: the share of its floating-point state entries that are denormal."""
     tiny = torch.finfo(torch.float32).tiny
-    denormal = total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if torch.is_tensor(value) and value.is_floating_point() and value.dim() > 0:
-                magnitude = value.abs()
-                denormal += int(((magnitude > 0) & (magnitude < tiny)).sum())
-                total += value.numel()
-    return denormal / max(total, 1)
+    shares = {}
+    for name, group in zip(learner.group_names, learner.optimizer.param_groups, strict=True):
+        denormal = total = 0
+        for parameter in group["params"]:
+            for value in learner.optimizer.state.get(parameter, {}).values():
+                if torch.is_tensor(value) and value.is_floating_point() and value.dim() > 0:
+                    magnitude = value.abs()
+                    denormal += int(((magnitude > 0) & (magnitude < tiny)).sum())
+                    total += value.numel()
+        shares[name or "network"] = denormal / max(total, 1)
+    return shares
 
 
-def train_in_process(config, env, actor, learner, num_updates: int, ratio: int):
-    """Acts with the learner's own network and learns each stored sequence `ratio` times on
-    average, as the MinAtar runs do, until `num_updates` updates."""
+def train_in_process(env, actor, learner, num_updates: int, replay_ratio: float) -> None:
+    """Acts with the learner's own network and learns at `replay_ratio` (sequences learned
+    per sequence stored, counted from when replay is ready, as the parallel loop's rate
+    limiter does) until `num_updates` updates. Unlike the runs' actors, which pull weights
+    every few hundred steps, this one acts with the newest weights."""
     actor.network = learner.network
     if hasattr(actor, "embeddings"):
         actor.embeddings.embedding = learner.network.embedding
-    timestep, inserted = env.reset(), 0
+    feed = FeedLearner(actor, learner)  # Tells NGU's actor of new weights after each step.
+    limiter = RateLimiter(replay_ratio, learner.batch_size)
+    feed.reset()
+    timestep = env.reset()
     while learner.num_updates < num_updates:
-        timestep = env.step(actor.step(timestep))
-        inserted += learner.ingest(actor.drain())
-        while learner.ready() and (learner.num_updates + 1) * config.batch_size <= ratio * inserted:
+        stored = feed.stored
+        timestep = env.step(feed.step(timestep))
+        limiter.add_inserted(feed.stored - stored)
+        limiter.observe_ready(learner.ready())
+        while limiter.may_learn() and learner.num_updates < num_updates:
             learner.step()
+            limiter.add_learned(learner.batch_size)
+
+
+def timed_updates(learner, snapshot, flush: bool, updates: int) -> float:
+    """Updates/s from `snapshot` (learner and replay state) in the given arithmetic mode."""
+    denormals.flush_denormals(False)  # The copy itself in IEEE, whatever ran before.
+    learner.close()  # Drops batches sampled before the load.
+    learner.load_state_dict(copy.deepcopy(snapshot["learner"]))
+    learner.replay.load_state_dict(copy.deepcopy(snapshot["replay"]))
+    denormals.flush_denormals(flush)
+    learner.step()  # Untimed: the first batch after a load is sampled synchronously.
+    start = time.perf_counter()
+    for _ in range(updates):
+        learner.step()
+    return updates / (time.perf_counter() - start)
 
 
 def bench_flush(args) -> None:
-    torch.set_num_threads(1)  # As in the MinAtar runs' learner (one core per run).
+    # One torch thread, as in the runs' learner; it is also what lets the per-thread flush
+    # switch below cover every operation of an update.
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
     module = agent_module(args.agent)
-    config = minatar_config(args.agent)
-    spec = gym_env.EnvSpec(classic_name="MinAtar/Breakout-v1")
-    env, actor = module.ActorFactory(config, spec, args.num_envs, num_actors=1)(0, seed=0)
-    learner = module.build_learner(
-        config,
-        env.observation_shape,
-        env.observation_dtype,
-        env.num_actions,
-        0,
-        torch.device("cpu"),
-    )
+    config, num_envs, replay_ratio = minatar_settings(args.agent)
+    if config.prefetch_workers:
+        raise SystemExit("flush: prefetch threads would keep the mode they started in")
+    if not denormals.flush_denormals(True):
+        raise SystemExit("flush: this CPU cannot flush denormals")
     denormals.flush_denormals(False)
+    spec = gym_env.EnvSpec(classic_name="MinAtar/Breakout-v1")
+    env, actor = module.ActorFactory(config, spec, num_envs, num_actors=1)(0, seed=0)
+    shape, dtype, num_actions = env.observation_shape, env.observation_dtype, env.num_actions
+    learner = module.build_learner(config, shape, dtype, num_actions, 0, torch.device("cpu"))
     start = time.perf_counter()
-    train_in_process(config, env, actor, learner, args.warmup_updates, 16)
+    train_in_process(env, actor, learner, args.warmup_updates, replay_ratio)
     warmup_seconds = time.perf_counter() - start
     env.close()
     print(f"warm-up done in {warmup_seconds:.0f} s; timing", flush=True)
-    snapshot = copy.deepcopy(learner.state_dict())
-    share = denormal_share(learner.optimizer)
+    learner.close()
+    snapshot = {
+        "learner": copy.deepcopy(learner.state_dict()),
+        "replay": copy.deepcopy(learner.replay.state_dict()),
+    }
+    shares = denormal_shares(learner)
     rates: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(args.repeats):
-        for flush in (False, True):
-            learner.load_state_dict(copy.deepcopy(snapshot))
-            denormals.flush_denormals(flush)
-            learner.step()  # Not timed: the first update after a load.
-            start = time.perf_counter()
-            for _ in range(args.updates):
-                learner.step()
-            rates[flush].append(args.updates / (time.perf_counter() - start))
+    for repeat in range(args.repeats):
+        order = (False, True) if repeat % 2 == 0 else (True, False)  # No mode always first.
+        for flush in order:
+            rates[flush].append(timed_updates(learner, snapshot, flush, args.updates))
     denormals.flush_denormals(False)
     learner.close()
     ieee, flushed = (float(np.median(rates[flag])) for flag in (False, True))
     print(
-        f"flush ({args.agent}): MinAtar Breakout, batch {config.batch_size} x "
-        f"{config.burn_in}+{config.sequence_length} steps, 1 torch thread; state after "
-        f"{args.warmup_updates} IEEE updates ({warmup_seconds:.0f} s with acting)"
+        f"flush ({args.agent}): MinAtar Breakout, {num_envs} envs, replay ratio {replay_ratio:g}, "
+        f"batch {config.batch_size} x {config.burn_in}+{config.sequence_length} steps, 1 torch "
+        f"thread; state after {args.warmup_updates} IEEE updates ({warmup_seconds:.0f} s)"
     )
-    print(f"  denormal share of the optimiser's moments: {share:.4%}")
-    print(f"  IEEE      : {ieee:6.2f} updates/s (each block: {rates[False]})")
-    print(f"  flushed   : {flushed:6.2f} updates/s (each block: {rates[True]})")
+    print(
+        "  denormal share of the optimiser's state per group: "
+        + ", ".join(f"{name} {share:.2%}" for name, share in shares.items())
+    )
+    for name, flag in (("IEEE", False), ("flushed", True)):
+        blocks = ", ".join(f"{rate:.2f}" for rate in rates[flag])
+        print(f"  {name:8s}: {float(np.median(rates[flag])):6.2f} updates/s (blocks: {blocks})")
     print(f"  flushed / IEEE: {flushed / ieee:.2f}x (medians of {args.repeats} blocks each)")
 
 
@@ -363,7 +400,7 @@ def main() -> None:
         "--warmup_updates", type=int, default=6_000, help="flush: IEEE updates first"
     )
     parser.add_argument("--updates", type=int, default=200, help="flush: updates per timed block")
-    parser.add_argument("--repeats", type=int, default=3, help="flush: timed blocks per mode")
+    parser.add_argument("--repeats", type=int, default=4, help="flush: timed blocks per mode")
     args = parser.parse_args()
     benches = {
         "acting": bench_acting,

@@ -50,7 +50,7 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
     "r2d2_memory": ("test_learning", "r2d2_memory_task_returns", (), [0, 1, 2, 3, 4], 150),
     "dqn_cartpole": ("test_learning", "dqn_cartpole_returns", (), [0, 1, 2], 120),
     "dqn_memory": ("test_learning", "dqn_memory_task_returns", (), [0, 1, 2], 115),
-    "dqn_minatar": ("test_learning", "dqn_minatar_breakout_returns", (), [0, 1, 2], 160),
+    "dqn_minatar": ("test_learning", "dqn_minatar_breakout_returns", (), [0, 1, 2], 170),
     "ngu_deadly": (
         "test_exploration",
         "goal_episodes",
