@@ -144,10 +144,15 @@ class FeedLearner:
     """Runs an actor that emits payloads (chunks) in-process, storing them for the learner.
 
     This lets the single-thread loop train agents built for the multi-process loop (R2D2 and
-    its successors), which is how their learning tests run deterministically.
+    its successors), which is how their learning tests run deterministically. In one process
+    the actor acts with the learner's own networks (Q and, for NGU and its successors, the
+    embedding), so every update reaches it at once.
     """
 
     def __init__(self, actor, learner) -> None:
+        actor.network = learner.network
+        if hasattr(actor, "embeddings"):
+            actor.embeddings.embedding = learner.network.embedding
         self.actor = actor
         self.learner = learner
         self.stored = 0  # Sequences stored so far, for a caller that paces learning by them.

@@ -303,10 +303,7 @@ def train_in_process(env, actor, learner, num_updates: int, replay_ratio: float)
     per sequence stored, counted from when replay is ready, as the parallel loop's rate
     limiter does) until `num_updates` updates. Unlike the runs' actors, which pull weights
     every few hundred steps, this one acts with the newest weights."""
-    actor.network = learner.network
-    if hasattr(actor, "embeddings"):
-        actor.embeddings.embedding = learner.network.embedding
-    feed = FeedLearner(actor, learner)  # Tells NGU's actor of new weights after each step.
+    feed = FeedLearner(actor, learner)  # Acts with the learner's networks, told of each update.
     limiter = RateLimiter(replay_ratio, learner.batch_size)
     feed.reset()
     timestep = env.reset()
@@ -368,7 +365,7 @@ def bench_flush(args) -> None:
             rates[flush].append(timed_updates(learner, snapshot, flush, args.updates))
     denormals.flush_denormals(False)
     learner.close()
-    ieee, flushed = (float(np.median(rates[flag])) for flag in (False, True))
+    medians = {flag: float(np.median(rates[flag])) for flag in (False, True)}
     print(
         f"flush ({args.agent}): MinAtar Breakout, {num_envs} envs, replay ratio {replay_ratio:g}, "
         f"batch {config.batch_size} x {config.burn_in}+{config.sequence_length} steps, 1 torch "
@@ -380,8 +377,9 @@ def bench_flush(args) -> None:
     )
     for name, flag in (("IEEE", False), ("flushed", True)):
         blocks = ", ".join(f"{rate:.2f}" for rate in rates[flag])
-        print(f"  {name:8s}: {float(np.median(rates[flag])):6.2f} updates/s (blocks: {blocks})")
-    print(f"  flushed / IEEE: {flushed / ieee:.2f}x (medians of {args.repeats} blocks each)")
+        print(f"  {name:8s}: {medians[flag]:6.2f} updates/s (blocks: {blocks})")
+    ratio = medians[True] / medians[False]
+    print(f"  flushed / IEEE: {ratio:.2f}x (medians of {args.repeats} blocks each)")
 
 
 def main() -> None:

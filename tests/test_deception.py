@@ -127,9 +127,6 @@ def deceptive_run(
     learner = module.build_learner(
         config, env.observation_shape, env.observation_dtype, env.num_actions, seed, CPU
     )
-    actor.network = learner.network  # In-process: act with the learner's weights directly.
-    if hasattr(actor, "embeddings"):
-        actor.embeddings.embedding = learner.network.embedding
     eval_env = spec.create(1, seed + 1_000)
     eval_actor = exploitative_actor(agent, learner.network, config, seed + 2_000)
     horizon = gym.make(f"toy_envs:{task}").unwrapped.horizon

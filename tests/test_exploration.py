@@ -91,9 +91,6 @@ def goal_episodes(agent: str, room: str, seed: int) -> tuple[int, int]:
         seed,
         torch.device("cpu"),
     )
-    actor.network = learner.network  # In-process: act with the learner's weights directly.
-    if hasattr(actor, "embeddings"):
-        actor.embeddings.embedding = learner.network.embedding
     rows = run_single_thread_training(
         schedule=IterationSchedule(BUDGET // 2_500, 2_500, 0),
         actor=FeedLearner(actor, learner),

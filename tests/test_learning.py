@@ -123,7 +123,6 @@ def train_r2d2_on_hidden_velocity_cartpole(num_steps: int, seed: int):
     learner = build_learner(
         config, env.observation_shape, env.observation_dtype, env.num_actions, seed, CPU
     )
-    actor.network = learner.network  # In-process: act with the learner's weights directly.
     run_single_thread_training(
         schedule=IterationSchedule(num_steps // 5_000, 5_000, 0),
         actor=FeedLearner(actor, learner),
