@@ -24,28 +24,31 @@ from environments import observations
 GAME = "MinAtar/Breakout-v1"  # [4, 10, 10] bool, 3 actions
 
 
-def _train(root: pathlib.Path, agent: str, train_steps: int, *extra: str) -> dict:
-    """One iteration of `agent` on GAME with tiny flags; returns its checkpoint, which holds
+def _train(
+    root: pathlib.Path, agent: str, train_steps: int, *extra: str, game: str = GAME, channels=4
+) -> dict:
+    """One iteration of `agent` on `game` with tiny flags; returns its checkpoint, which holds
     MinAtar's observation shape and a network with MinAtar's conv torso."""
-    args = [f"--environment_name={GAME}", *tiny_flags(agent), *extra, *output_flags(root)]
+    args = [f"--environment_name={game}", *tiny_flags(agent), *extra, *output_flags(root)]
     args += ["--num_iterations=1", f"--num_train_steps={train_steps}", "--num_eval_steps=30"]
     check_ok(run_module(agent, "run_atari", args))
-    (path,) = (root / "checkpoints" / agent / GAME).rglob("iteration_0001.ckpt")
+    (path,) = (root / "checkpoints" / agent / game).rglob("iteration_0001.ckpt")
     payload = load_checkpoint(path)
-    assert list(payload["metadata"]["observation_shape"]) == [4, 10, 10]
-    assert payload["state"]["gymnasium"]["classic_name"] == GAME
+    assert list(payload["metadata"]["observation_shape"]) == [channels, 10, 10]
+    assert payload["state"]["gymnasium"]["classic_name"] == game
     network = payload["state"]["learner"]["network"]
-    assert network["torso.layers.0.weight"].shape == (16, 4, 3, 3)  # MinAtar's conv
+    convs = {name: w.shape for name, w in network.items() if w.dim() == 4}
+    assert convs and set(convs.values()) == {(16, channels, 3, 3)}  # MinAtar's conv, each
     return payload
 
 
-def _evaluate(root: pathlib.Path, agent: str, seed: int) -> list[np.ndarray]:
+def _evaluate(root: pathlib.Path, agent: str, seed: int, game: str = GAME) -> list[np.ndarray]:
     recording_dir = root / "recordings"
     result = run_module(
         agent,
         "eval_agent",
         [
-            f"--environment_name={GAME}",
+            f"--environment_name={game}",
             f"--checkpoint_dir={root / 'checkpoints'}",
             f"--recording_dir={recording_dir}",
             f"--seed={seed}",
@@ -88,6 +91,20 @@ def test_r2d2_with_one_actor_process_trains_on_a_minatar_id(tmp_path):
     (csv_path,) = (tmp_path / "checkpoints").rglob("results.csv")
     (row,) = read_csv(csv_path)
     assert int(row["step"]) >= 100 and float(row["learner/num_updates"]) > 0
+
+
+@pytest.mark.slow
+def test_agent57_trains_on_seaquest_with_all_actions_and_eval_agent_records_it(tmp_path):
+    # Ten object planes and the full action set: NGU's embedding and RND networks, which
+    # Agent57 shares, take the same torso, and its evaluation replays the checkpoint's arm.
+    game = "MinAtar/Seaquest-v0"
+    payload = _train(tmp_path, "agent57", 200, "--num_actors=1", game=game, channels=10)
+    assert payload["metadata"]["num_actions"] == 6
+    convs = [k for k, w in payload["state"]["learner"]["network"].items() if w.dim() == 4]
+    assert {k.split(".")[0] for k in convs} == {"q", "embedding", "rnd"}
+    frames = _evaluate(tmp_path, "agent57", seed=3, game=game)
+    assert 2 <= len(frames) <= 21
+    assert all(frame.shape == (320, 320, 3) for frame in frames)
 
 
 @pytest.mark.parametrize(
