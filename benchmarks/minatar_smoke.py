@@ -24,9 +24,12 @@ import tempfile
 import time
 
 import cv2
-import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from experiment import checkpoint  # noqa: E402
+
 AGENTS = ("dqn", "r2d2", "ngu", "agent57")
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 TRAIN_STEPS, EVAL_GAMES, EVAL_STEPS_PER_GAME = 400, 2, 200
@@ -102,7 +105,6 @@ def check_checkpoint(checkpoints: pathlib.Path, agent: str, game: str, version: 
     found = list(checkpoints.rglob("iteration_0001.ckpt"))
     if len(found) != 1:
         raise SmokeFailure(f"{len(found)} checkpoints of iteration 1, expected 1")
-    metadata = torch.load(found[0], weights_only=True, map_location="cpu")["metadata"]
     channels, actions = PLANES[game], ACTIONS[version][game]
     expected = {
         "agent": agent,
@@ -110,10 +112,10 @@ def check_checkpoint(checkpoints: pathlib.Path, agent: str, game: str, version: 
         "observation_shape": [channels, 10, 10],
         "num_actions": actions,
     }
-    held = {key: metadata[key] for key in expected}
-    held["observation_shape"] = list(held["observation_shape"])
-    if held != expected:
-        raise SmokeFailure(f"checkpoint holds {held}, expected {expected}")
+    try:
+        checkpoint.load(found[0], expected)  # eval_agent's own check of the metadata
+    except checkpoint.CheckpointError as error:
+        raise SmokeFailure(str(error)) from None
     return f"{expected['observation_shape']}, {actions} actions"
 
 
