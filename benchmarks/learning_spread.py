@@ -81,23 +81,46 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         [0, 1, 2],
         70,
     ),
-    # test_deception's run: Agent57 with the keeping settings on the corridor. Its result is
-    # the evaluation after each iteration; its headline, how many of the last 3 hold the goal.
+    # test_deception's runs, each agent with its keeping settings: Agent57 and NGU on the
+    # corridor, NGU and R2D2 on the detour. The result is the evaluation after each iteration;
+    # the headline, how many of the last 3 hold the goal.
     "agent57_corridor": (
         "learning_spread",
-        "agent57_corridor_evaluations",
-        (),
+        "keeping_evaluations",
+        ("agent57", "DeceptiveCorridor-v0"),
         [0, 1, 2, 3, 4],
         150,
+    ),
+    "ngu_corridor": (
+        "learning_spread",
+        "keeping_evaluations",
+        ("ngu", "DeceptiveCorridor-v0"),
+        [0, 1, 2, 3, 4],
+        90,
+    ),
+    "ngu_detour": (
+        "learning_spread",
+        "keeping_evaluations",
+        ("ngu", "DeceptiveDetour-v0"),
+        [0, 1, 2, 3, 4],
+        80,
+    ),
+    "r2d2_detour": (
+        "learning_spread",
+        "keeping_evaluations",
+        ("r2d2", "DeceptiveDetour-v0"),
+        [0, 1, 2, 3, 4],
+        60,
     ),
 }
 
 
-def agent57_corridor_evaluations(seed: int) -> list[float]:
-    """test_deception's Agent57 run on the corridor: the exploitative policy's evaluations."""
+def keeping_evaluations(agent: str, task: str, seed: int) -> list[float]:
+    """test_deception's run of `agent` on `task` with its keeping settings: the exploitative
+    policy's evaluation after each iteration."""
     import test_deception
 
-    return test_deception.keeping_run("agent57", test_deception.TASK, seed).evaluations
+    return test_deception.keeping_run(agent, task, seed).evaluations
 
 
 def ngu_goal_episodes_with_drawn_policies(seed: int) -> tuple[int, int]:
@@ -150,7 +173,7 @@ def summarise(run: str, result) -> float:
     """A run's headline: the mean greedy score (learning runs) or the goal games."""
     if "goal_episodes" in RUNS[run][1]:
         return float(result[0])
-    if run == "agent57_corridor":
+    if RUNS[run][1] == "keeping_evaluations":
         import test_deception
 
         return float(test_deception.held_at_the_end(result))

@@ -7,20 +7,28 @@ evaluates and records; R2D2: its greedy policy) plays EVAL_GAMES games at ε = E
 "holds the far reward" in an evaluation whose mean return is at least HOLDS (more than half of
 the games on the goal) and "keeps" it when it holds it in each of the last 3 evaluations.
 
-The test: with the settings that keep what it finds (KEEPING: the time limit is part of the
-task, `--time_limit_is_terminal`, and discounts matched to the 22-step horizon), Agent57 on the
-corridor, seeds 0-4, (1) holds the far reward in at least one evaluation with every seed, and
-(2) holds it in at least HELD_AT_THE_END of the 15 last-3 evaluations of the five seeds. Issue
-16's own rule, every one of the last 3 with at least 4 of 5 seeds, is printed but not asserted:
-across three CPU code paths (benchmarks/learning_spread.py, run `agent57_corridor`) it held on
-two and failed on one (3 of 5: single evaluations that run to the time limit), so asserting it
-would fail on some machines; the weaker pooled rule was chosen from that spread. docs/results.md
-("Deceptive tasks") has every seed on every path. The issue's other half, R2D2 at the
-distractor, is not tested: ε-greedy R2D2 finds and keeps this corridor's far reward with some
-seeds under the same settings, so the corridor is not deceptive for it. The settings were
-found on this corridor (docs/results.md has every configuration tried, and the tasks they were
-checked on afterwards). The whole family, every agent and ablations:
-`python benchmarks/deceptive_sweep.py`.
+Two tests, with the settings that keep what exploration finds (KEEPING: the time limit is
+part of the task, `--time_limit_is_terminal`, and discounts matched to the 22-step horizon;
+NGU also β = 0.003, see KEEPING):
+
+- NGU on the detour, seeds 0-4, the family's task that deceives R2D2 (R2D2 with the same budget and
+  settings stays at the distractor in every evaluation of every seed, on three CPU code
+  paths: benchmarks/learning_spread.py, run `r2d2_detour`; that half is not run here, for
+  the suite's time): issue 16's rule itself, at least KEEPS of 5 seeds keep the far reward.
+  It held with 4 of 5 on each path (run `ngu_detour`), seed 4 never finding the goal. The
+  task and the rule were fixed before NGU's β was chosen and before the spread was run.
+- Agent57 on the corridor, seeds 0-2: (1) every seed holds the far reward in at least one
+  evaluation, and (2) at least HELD_AT_THE_END of the 9 last-3 evaluations hold it. Issue
+  16's per-seed rule is printed but not asserted: across three CPU code paths (run
+  `agent57_corridor`, seeds 0-4) it held on two and failed on one (3 of 5: single
+  evaluations that run to the time limit), so a pooled rule was chosen from that spread
+  (12 of 15 for seeds 0-4; seeds 0-2 held 8, 9 and 9 of 9). Seeds 3-4 left the suite when
+  NGU's test came in, to keep it within its time; they stay in that benchmark. The corridor
+  is only partly deceptive for R2D2, which keeps its far reward with 2 of 5 seeds.
+
+docs/results.md ("Deceptive tasks") has every seed on every path, every configuration tried,
+and the tasks the settings were checked on afterwards. The whole family, every agent and
+ablations: `python benchmarks/deceptive_sweep.py`.
 """
 
 from __future__ import annotations
@@ -164,19 +172,36 @@ KEEPING = {
         "gamma_min": 0.9,
         "exploit_all_sequences": True,
     },
+    # NGU's one network learns every j's values together, and j = 0's follow the exploratory
+    # policies' scale, which β·r^i sets: r^i is about 30 per step on these short tasks (every
+    # state is new to the episodic memory), so at the paper's β = 0.3 the mixed reward is
+    # almost all intrinsic and j = 0's values sit near 3 where no return above 1 exists. At
+    # β = 0.003 they stay on the extrinsic scale while β·r^i (about 0.09 a step) still pays
+    # more than the distractor. β was chosen between 0.03 and 0.003 on the whole family by a
+    # rule fixed beforehand (docs/results.md, "NGU's β on short tasks").
+    "ngu": {
+        "gamma_max": 0.95,
+        "gamma_min": 0.9,
+        "exploit_all_sequences": True,
+        "intrinsic_beta": 0.003,
+    },
+    "r2d2": {"discount": 0.95},
 }
 KEEPS = 4  # issue 16's rule: seeds (of 5) holding the far reward in each of the last 3
-# evaluations. Printed; what is asserted is HELD_AT_THE_END (module docstring).
-HELD_AT_THE_END = 12  # of the 15 last-3 evaluations of seeds 0-4
+# evaluations. Asserted for NGU; for Agent57 printed, HELD_AT_THE_END asserted (docstring).
+HELD_AT_THE_END = 7  # of the 9 last-3 evaluations of AGENT57_SEEDS: 12 of 15 scaled, rounded down
 SEEDS = range(5)
+AGENT57_SEEDS = range(3)
 TASK = "DeceptiveCorridor-v0"
+NGU_TASK = "DeceptiveDetour-v0"  # the family's task that deceives R2D2 (module docstring)
 
 RUNS_OF_TEST = {
     "test_agent57_finds_the_corridors_far_reward_and_mostly_keeps_it": [
-        ("agent57", TASK, seed) for seed in SEEDS
+        ("agent57", TASK, seed) for seed in AGENT57_SEEDS
     ],
+    "test_ngu_keeps_the_detours_far_reward": [("ngu", NGU_TASK, seed) for seed in SEEDS],
 }
-SECONDS_PER_RUN = {"agent57": 140}
+SECONDS_PER_RUN = {"agent57": 140, "ngu": 110}
 
 
 def keeping_run(agent: str, task: str, seed: int) -> DeceptiveResult:
@@ -212,3 +237,10 @@ def test_agent57_finds_the_corridors_far_reward_and_mostly_keeps_it(deceptive_ru
     assert all(max(values) >= HOLDS for values in evaluations.values()), evaluations
     held = sum(held_at_the_end(values) for values in evaluations.values())
     assert held >= HELD_AT_THE_END, evaluations
+
+
+@pytest.mark.slow
+def test_ngu_keeps_the_detours_far_reward(deceptive_runs):
+    evaluations = evaluations_per_seed(deceptive_runs, "test_ngu_keeps_the_detours_far_reward")
+    keeping = sum(held_at_the_end(values) == LAST for values in evaluations.values())
+    assert keeping >= KEEPS, evaluations
