@@ -72,6 +72,7 @@ class NguConfig(SequenceAgentConfig):
         "separate_value_networks": False,
         "transformed_mix": False,
         "priority_from_combined_td": True,
+        "intrinsic_reward_at_game_over": True,
     }
 
     adam_eps: float = 1e-4
@@ -135,6 +136,12 @@ class NguConfig(SequenceAgentConfig):
     """s_m: the episodic reward is 0 when √ΣK + c exceeds it (NGU: 8)."""
     max_lifelong_multiplier: float = 5.0
     """L: RND's multiplier α is clipped to [1, L] (NGU: 5)."""
+    intrinsic_reward_at_game_over: bool = True
+    """True (NGU, Agent57): the observation that ends a game pays its novelty as the last
+    step's r^i. False: a step that ends the game (discount 0) pays no r^i, so an explorer
+    gains nothing by ending a game on a novel cell, e.g. a distractor next to the start,
+    whose arrival pays the episode's largest r^i while the memory is nearly empty
+    (docs/results.md, "Deceptive tasks", cause 8)."""
     intrinsic_learning_rate: float = 5e-4
     """Adam learning rate of the embedding (inverse dynamics) and RND predictor (NGU: 5e-4)."""
     action_prediction_l2: float = 1e-5
@@ -354,6 +361,9 @@ class Actor(r2d2.Actor):
         self._account_episodes(timestep)
         self.policies.on_episode_start(first)
         self.intrinsic = self._intrinsic_rewards(timestep.observation, first)
+        if not self.config.intrinsic_reward_at_game_over:
+            game_over = np.asarray(timestep.last) & (np.asarray(timestep.discount) == 0.0)
+            self.intrinsic[game_over] = 0.0
         return {
             "policy_index": torch.as_tensor(self.policies.indices, device=self.device),
             "intrinsic_reward": torch.as_tensor(self.intrinsic, device=self.device),

@@ -157,3 +157,33 @@ def test_fixed_policies_with_too_few_environments_say_so_at_start():
     drawn = ngu.ActorFactory(ngu.NguConfig(**SMALL), SPEC, num_envs=4, num_actors=1).describe()
     assert not any(line.startswith("WARNING") for line in drawn), drawn
     assert any("drawn per episode" in line for line in drawn), drawn
+
+
+def intrinsic_rewards_at_game_overs(config, steps: int = 300) -> tuple[list[float], list[float]]:
+    """One actor with its published network plays the deadly room (a wall ends the game):
+    the r^i it records at game-over steps, and at the other steps after a game's first."""
+    env, actor = ngu.ActorFactory(config, SHORT_GAMES, num_envs=4, num_actors=1)(0, seed=3)
+    actor.network.load_state_dict(published_network(ngu, config).state_dict())
+    actor.weights_updated()
+    at_game_over: list[float] = []
+    elsewhere: list[float] = []
+    timestep = env.reset()
+    for _ in range(steps):
+        actions = actor.step(timestep)
+        game_over = timestep.last & (timestep.discount == 0)
+        at_game_over.extend(actor.intrinsic[game_over].tolist())
+        elsewhere.extend(actor.intrinsic[~game_over & ~timestep.first].tolist())
+        timestep = env.step(actions)
+    env.close()
+    return at_game_over, elsewhere
+
+
+@pytest.mark.parametrize("paid", [True, False])
+def test_intrinsic_reward_at_game_over_is_paid_only_when_asked(paid):
+    config = ngu.NguConfig(**SMALL, num_policies=4, intrinsic_reward_at_game_over=paid)
+    at_game_over, elsewhere = intrinsic_rewards_at_game_overs(config)
+    assert len(at_game_over) >= 10 and min(elsewhere) > 0.0, (len(at_game_over), elsewhere)
+    if paid:
+        assert min(at_game_over) > 0.0, at_game_over
+    else:
+        assert max(at_game_over) == 0.0, at_game_over
