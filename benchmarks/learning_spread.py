@@ -81,12 +81,13 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         [0, 1, 2],
         70,
     ),
-    # test_deception's runs, each agent with its keeping settings: Agent57 and NGU on the
-    # corridor, NGU and R2D2 on the detour. The result is the evaluation after each iteration;
-    # the headline, how many of the last 3 hold the goal.
+    # test_deception's runs, each agent with its keeping settings: NGU, Agent57 and R2D2 on the
+    # detour, NGU on the corridor, and Agent57 on the corridor as its test had it before it
+    # moved to the detour (with the intrinsic reward of a game-ending step). The result is the
+    # evaluation after each iteration; the headline, how many of the last 3 hold the goal.
     "agent57_corridor": (
         "learning_spread",
-        "keeping_evaluations",
+        "keeping_evaluations_with_game_over_reward",
         ("agent57", "DeceptiveCorridor-v0"),
         [0, 1, 2, 3, 4],
         150,
@@ -105,6 +106,13 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         [0, 1, 2, 3, 4],
         80,
     ),
+    "agent57_detour": (
+        "learning_spread",
+        "keeping_evaluations",
+        ("agent57", "DeceptiveDetour-v0"),
+        [0, 1, 2, 3, 4],
+        170,
+    ),
     "r2d2_detour": (
         "learning_spread",
         "keeping_evaluations",
@@ -121,6 +129,14 @@ def keeping_evaluations(agent: str, task: str, seed: int) -> list[float]:
     import test_deception
 
     return test_deception.keeping_run(agent, task, seed).evaluations
+
+
+def keeping_evaluations_with_game_over_reward(agent: str, task: str, seed: int) -> list[float]:
+    """keeping_evaluations with the papers' intrinsic reward on a game-ending step."""
+    import test_deception
+
+    changes = {"intrinsic_reward_at_game_over": True}
+    return test_deception.keeping_run(agent, task, seed, **changes).evaluations
 
 
 def ngu_goal_episodes_with_drawn_policies(seed: int) -> tuple[int, int]:
@@ -173,7 +189,7 @@ def summarise(run: str, result) -> float:
     """A run's headline: the mean greedy score (learning runs) or the goal games."""
     if "goal_episodes" in RUNS[run][1]:
         return float(result[0])
-    if RUNS[run][1] == "keeping_evaluations":
+    if RUNS[run][1].startswith("keeping_evaluations"):
         import test_deception
 
         return float(test_deception.held_at_the_end(result))

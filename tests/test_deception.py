@@ -7,24 +7,20 @@ evaluates and records; R2D2: its greedy policy) plays EVAL_GAMES games at ε = E
 "holds the far reward" in an evaluation whose mean return is at least HOLDS (more than half of
 the games on the goal) and "keeps" it when it holds it in each of the last 3 evaluations.
 
-Two tests, with the settings that keep what exploration finds (KEEPING: the time limit is
-part of the task, `--time_limit_is_terminal`, and discounts matched to the 22-step horizon;
-NGU also β = 0.003, see KEEPING):
+Two tests, on the detour, the family's task that deceives R2D2 (R2D2 with the same budget and
+settings stays at the distractor in every evaluation of every seed, on three CPU code paths:
+benchmarks/learning_spread.py, run `r2d2_detour`; that half is not run here, for the suite's
+time). Each asserts issue 16's rule itself: at least KEEPS of seeds 0-4 keep the far reward.
+Both use the settings that keep what exploration finds (KEEPING: the time limit is part of the
+task, `--time_limit_is_terminal`, and discounts matched to the 22-step horizon; NGU also
+β = 0.003, Agent57 also no intrinsic reward on the step that ends a game):
 
-- NGU on the detour, seeds 0-4, the family's task that deceives R2D2 (R2D2 with the same budget and
-  settings stays at the distractor in every evaluation of every seed, on three CPU code
-  paths: benchmarks/learning_spread.py, run `r2d2_detour`; that half is not run here, for
-  the suite's time): issue 16's rule itself, at least KEEPS of 5 seeds keep the far reward.
-  It held with 4 of 5 on each path (run `ngu_detour`), seed 4 never finding the goal. The
-  task and the rule were fixed before NGU's β was chosen and before the spread was run.
-- Agent57 on the corridor, seeds 0-2: (1) every seed holds the far reward in at least one
-  evaluation, and (2) at least HELD_AT_THE_END of the 9 last-3 evaluations hold it. Issue
-  16's per-seed rule is printed but not asserted: across three CPU code paths (run
-  `agent57_corridor`, seeds 0-4) it held on two and failed on one (3 of 5: single
-  evaluations that run to the time limit), so a pooled rule was chosen from that spread
-  (12 of 15 for seeds 0-4; seeds 0-2 held 8, 9 and 9 of 9). Seeds 3-4 left the suite when
-  NGU's test came in, to keep it within its time; they stay in that benchmark. The corridor
-  is only partly deceptive for R2D2, which keeps its far reward with 2 of 5 seeds.
+- NGU: 4 of 5 on each of three CPU code paths (run `ngu_detour`), seed 4 never finding the
+  goal. The task and the rule were fixed before NGU's β was chosen and before that spread.
+- Agent57: 5 of 5 on each of three CPU code paths (run `agent57_detour`). Its test moved
+  here from the corridor (run `agent57_corridor`, without the game-over setting) by a rule
+  fixed before that spread; the corridor is only partly deceptive for R2D2, which keeps its
+  far reward with 2 of 5 seeds there.
 
 docs/results.md ("Deceptive tasks") has every seed on every path, every configuration tried,
 and the tasks the settings were checked on afterwards. The whole family, every agent and
@@ -166,11 +162,16 @@ def deceptive_run(
 # tasks") has R2D2 with the same settings too.
 TIME_LIMIT_IS_TERMINAL = True
 KEEPING = {
+    # Agent57's intrinsic Q-network learns at once the novelty paid on the step onto the
+    # distractor, the largest of a game (the episodic memory holds one state then), and every
+    # arm with β above 0.01 follows it there; with no r^i on a game-ending step it finds the
+    # detour's goal (cause 8 in docs/results.md, "Deceptive tasks").
     "agent57": {
         "gamma_0": 0.95,
         "gamma_max": 0.95,
         "gamma_min": 0.9,
         "exploit_all_sequences": True,
+        "intrinsic_reward_at_game_over": False,
     },
     # NGU's one network learns every j's values together, and j = 0's follow the exploratory
     # policies' scale, which β·r^i sets: r^i is about 30 per step on these short tasks (every
@@ -187,25 +188,20 @@ KEEPING = {
     },
     "r2d2": {"discount": 0.95},
 }
-KEEPS = 4  # issue 16's rule: seeds (of 5) holding the far reward in each of the last 3
-# evaluations. Asserted for NGU; for Agent57 printed, HELD_AT_THE_END asserted (docstring).
-HELD_AT_THE_END = 7  # of the 9 last-3 evaluations of AGENT57_SEEDS: 12 of 15 scaled, rounded down
+KEEPS = 4  # issue 16's rule: seeds (of 5) holding the far reward in each of the last 3 evaluations
 SEEDS = range(5)
-AGENT57_SEEDS = range(3)
-TASK = "DeceptiveCorridor-v0"
-NGU_TASK = "DeceptiveDetour-v0"  # the family's task that deceives R2D2 (module docstring)
+TASK = "DeceptiveDetour-v0"  # the family's task that deceives R2D2 (module docstring)
 
 RUNS_OF_TEST = {
-    "test_agent57_finds_the_corridors_far_reward_and_mostly_keeps_it": [
-        ("agent57", TASK, seed) for seed in AGENT57_SEEDS
-    ],
-    "test_ngu_keeps_the_detours_far_reward": [("ngu", NGU_TASK, seed) for seed in SEEDS],
+    f"test_{agent}_keeps_the_detours_far_reward": [(agent, TASK, seed) for seed in SEEDS]
+    for agent in ("ngu", "agent57")
 }
-SECONDS_PER_RUN = {"agent57": 140, "ngu": 110}
+SECONDS_PER_RUN = {"agent57": 150, "ngu": 110}
 
 
-def keeping_run(agent: str, task: str, seed: int) -> DeceptiveResult:
-    return deceptive_run(agent, task, seed, KEEPING[agent], TIME_LIMIT_IS_TERMINAL)
+def keeping_run(agent: str, task: str, seed: int, **changes) -> DeceptiveResult:
+    """`agent`'s run on `task` with its KEEPING settings, and `changes` to them."""
+    return deceptive_run(agent, task, seed, KEEPING[agent] | changes, TIME_LIMIT_IS_TERMINAL)
 
 
 POOL_RUNS = PoolRuns(RUNS_OF_TEST, lambda run: SECONDS_PER_RUN[run[0]], keeping_run)
@@ -217,30 +213,20 @@ def deceptive_runs(training_runs):
     return training_runs[__name__]
 
 
-def evaluations_per_seed(runs, test: str) -> dict[int, list[float]]:
-    """{seed: its evaluations}, printed with issue 16's count of seeds that keep the reward."""
+def assert_most_seeds_keep(runs, test: str) -> None:
+    """Issue 16's rule over `test`'s runs; prints every seed's evaluations."""
     results = {run[2]: runs[run].result() for run in RUNS_OF_TEST[test]}
     evaluations = {seed: result.evaluations for seed, result in results.items()}
     keeping = sum(result.holds_at_the_end() for result in results.values())
-    print(
-        f"{test}: evaluations per seed {evaluations}; {keeping} of {len(results)} seeds keep "
-        f"(issue 16 asks for {KEEPS})"
-    )
-    return evaluations
-
-
-@pytest.mark.slow
-def test_agent57_finds_the_corridors_far_reward_and_mostly_keeps_it(deceptive_runs):
-    evaluations = evaluations_per_seed(
-        deceptive_runs, "test_agent57_finds_the_corridors_far_reward_and_mostly_keeps_it"
-    )
-    assert all(max(values) >= HOLDS for values in evaluations.values()), evaluations
-    held = sum(held_at_the_end(values) for values in evaluations.values())
-    assert held >= HELD_AT_THE_END, evaluations
+    print(f"{test}: evaluations per seed {evaluations}; {keeping} of {len(results)} seeds keep")
+    assert keeping >= KEEPS, evaluations
 
 
 @pytest.mark.slow
 def test_ngu_keeps_the_detours_far_reward(deceptive_runs):
-    evaluations = evaluations_per_seed(deceptive_runs, "test_ngu_keeps_the_detours_far_reward")
-    keeping = sum(held_at_the_end(values) == LAST for values in evaluations.values())
-    assert keeping >= KEEPS, evaluations
+    assert_most_seeds_keep(deceptive_runs, "test_ngu_keeps_the_detours_far_reward")
+
+
+@pytest.mark.slow
+def test_agent57_keeps_the_detours_far_reward(deceptive_runs):
+    assert_most_seeds_keep(deceptive_runs, "test_agent57_keeps_the_detours_far_reward")

@@ -18,7 +18,7 @@ CPU code path ("Learning tests across CPU code paths").
 
 Agent57 in the open 15 x 15 room `SparseGridRoom-v0` (a random walk: 9 in a million games) is
 no longer a test, to keep the suite within its time: its exploration is tested on the
-deceptive corridor (tests/test_deception.py), and `python benchmarks/learning_spread.py --runs
+deceptive detour (tests/test_deception.py), and `python benchmarks/learning_spread.py --runs
 agent57_open` runs this room's seeds with `goal_episodes` below (results in docs/results.md).
 
 The agents run in the single-thread loop with their own actors and learners (reproducible per
