@@ -29,7 +29,7 @@ Variants:
   run); evaluation at ε = 0.05 like DQN's. These settings were fixed before any such run.
 - ngu-beta0.003: ngu-minatar with β = 0.003 instead of the paper's 0.3, the value chosen on
   the deceptive tasks (docs/results.md, "NGU's β on short tasks"), not tuned here: whether
-  the scale of β·r^i (r^i is 20-60 per step on MinAtar) is what holds NGU back. Appended to
+  the scale of β·r^i (r^i is 40-110 per step on MinAtar, `intrinsic/reward`) is what holds NGU back. Appended to
   the queue after the others.
 """
 
