@@ -29,8 +29,8 @@ Variants:
   run); evaluation at ε = 0.05 like DQN's. These settings were fixed before any such run.
 - ngu-beta0.003: ngu-minatar with β = 0.003 instead of the paper's 0.3, the value chosen on
   the deceptive tasks (docs/results.md, "NGU's β on short tasks"), not tuned here: whether
-  the scale of β·r^i (r^i is 40-110 per step on MinAtar, `intrinsic/reward`) is what holds NGU back. Appended to
-  the queue after the others.
+  the scale of β·r^i (r^i is 40-110 per step on MinAtar, `intrinsic/reward`) is what holds
+  NGU back. Appended to the queue after the others.
 """
 
 from __future__ import annotations
