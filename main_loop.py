@@ -483,7 +483,9 @@ def run_parallel_training(
                     **rates,
                     **replay_statistics(trainer.learner),
                 }
-                evaluation.begin(iteration, iteration_start, scalars, trainer.learner.network)
+                evaluation.begin(
+                    iteration, iteration_start, scalars, trainer.learner.evaluation_network
+                )
                 save_checkpoint(completed, 0)
             evaluation.finish()
         except KeyboardInterrupt:

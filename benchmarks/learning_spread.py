@@ -120,6 +120,18 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         [0, 1, 2, 3, 4],
         60,
     ),
+    # The same runs evaluating an average of the online weights (--evaluation_average_decay;
+    # docs/results.md, "Deceptive tasks", cause 5).
+    **{
+        f"{agent}_detour_averaged": (
+            "learning_spread",
+            "keeping_evaluations_averaged",
+            (agent, "DeceptiveDetour-v0"),
+            [0, 1, 2, 3, 4],
+            seconds,
+        )
+        for agent, seconds in (("ngu", 80), ("agent57", 170), ("r2d2", 60))
+    },
 }
 
 
@@ -129,6 +141,13 @@ def keeping_evaluations(agent: str, task: str, seed: int) -> list[float]:
     import test_deception
 
     return test_deception.keeping_run(agent, task, seed).evaluations
+
+
+def keeping_evaluations_averaged(agent: str, task: str, seed: int) -> list[float]:
+    """keeping_evaluations with the evaluated weights averaged over about 200 updates."""
+    import test_deception
+
+    return test_deception.keeping_run(agent, task, seed, evaluation_average_decay=0.995).evaluations
 
 
 def keeping_evaluations_with_game_over_reward(agent: str, task: str, seed: int) -> list[float]:

@@ -317,9 +317,15 @@ def network_from_checkpoint(
     state: dict[str, Any], config_cls: type, build_network: Callable, env
 ) -> tuple[Any, Any, Any]:
     """(config, network, device): the agent's network as its builder makes it for `env`, with
-    the checkpoint's weights, in evaluation mode on the best device."""
+    the checkpoint's weights, in evaluation mode on the best device. The weights are those the
+    run evaluated: the average of the online weights when it kept one
+    (--evaluation_average_decay), else the online weights."""
     config = config_from_checkpoint(config_cls, state)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network = build_network(config, env.observation_shape, env.num_actions).to(device)
-    checkpoint.load_module_state(network, state["learner"]["network"], "network")
+    learner = state["learner"]
+    if "evaluation_network" in learner:
+        checkpoint.load_module_state(network, learner["evaluation_network"], "evaluation network")
+    else:
+        checkpoint.load_module_state(network, learner["network"], "network")
     return config, network.eval(), device

@@ -55,6 +55,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "rmsprop_eps": 0.01,
     "time_limit_is_terminal": False,
     "flush_denormals": False,  # IEEE arithmetic before the flag existed.
+    "evaluation_average_decay": 0.0,  # The online weights were evaluated.
 }
 
 

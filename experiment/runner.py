@@ -137,7 +137,7 @@ def run_single_thread_agent(agent: SingleThreadAgent, run: RunConfig) -> None:
         resume_point=start_step,
     )
     eval_actor = agent.eval_actor(
-        learner.network,
+        learner.evaluation_network,
         run.eval_epsilon,
         derive_seed(run.seed, "eval_actor", start_step),
         run.device,
@@ -256,13 +256,13 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
     writer = start.writer(run, start_iteration, trainer.progress.total_steps - steps_into)
     worker = EvalWorker(
         agent.eval_factory(agent.config, run),
-        learner.network,
+        learner.evaluation_network,
         max_restarts=parallel.max_actor_restarts,
         shutdown_timeout_s=parallel.shutdown_timeout_s,
     )
     evaluation = OverlappedEvaluation(worker, writer, run.seed, run.num_eval_steps)
     if state is not None:
-        evaluation.load_state_dict(state.get("evaluation", {}), learner.network)
+        evaluation.load_state_dict(state.get("evaluation", {}), learner.evaluation_network)
 
     def save(completed_iterations: int, steps_into_next: int) -> None:
         if steps_into_next == 0:  # A partial checkpoint is not an iteration's: no replay.
@@ -275,7 +275,7 @@ def run_parallel_agent(agent: ParallelAgent, run: RunConfig, parallel: ParallelC
             **run.env_spec.checkpoint_state(),
             "learner": learner.state_dict(),
             "trainer": trainer.state_dict(),
-            "evaluation": evaluation.state_dict(learner.network),
+            "evaluation": evaluation.state_dict(learner.evaluation_network),
             "torch_rng": checkpoint.torch_rng_state(),
         }
         checkpointer.save(completed_iterations, state, steps_into_next)

@@ -133,7 +133,7 @@ def deceptive_run(
         config, env.observation_shape, env.observation_dtype, env.num_actions, seed, CPU
     )
     eval_env = spec.create(1, seed + 1_000)
-    eval_actor = exploitative_actor(agent, learner.network, config, seed + 2_000)
+    eval_actor = exploitative_actor(agent, learner.evaluation_network, config, seed + 2_000)
     horizon = gym.make(f"toy_envs:{task}").unwrapped.horizon
     rows = run_single_thread_training(
         schedule=IterationSchedule(iterations, BUDGET // ITERATIONS, EVAL_GAMES * (horizon + 1)),

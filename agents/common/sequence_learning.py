@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from agents.common.target_learner import check_evaluation_average_decay
 from environments.observations import frame_layout
 from experiment.errors import ConfigError, require_positive
 from networks.value import check_torso_name
@@ -84,6 +85,12 @@ class SequenceAgentConfig:
     lstm_size: int = 0
     """Units of the LSTM between torso and head; 0: the torso's default, 512 for Nature (R2D2
     paper: 512), 128 for MinAtar, 64 for the MLP."""
+    evaluation_average_decay: float = 0.0
+    """0 (the papers): the evaluation process and eval_agent play the online weights. d in
+    (0, 1): they play an exponential moving average of them, avg = d·avg + (1 − d)·online after
+    every learner update (about the last 1/(1 − d) updates), so that one evaluation does not
+    hang on the noise of one weight snapshot (docs/results.md, "Deceptive tasks", cause 5).
+    Training actors act with the online weights either way. See docs/deviations.md."""
 
     @property
     def chunk_length(self) -> int:
@@ -108,6 +115,7 @@ class SequenceAgentConfig:
         if self.prefetch_workers < 0 or self.prefetch_depth < 0:
             raise ConfigError("prefetch_workers and prefetch_depth must be non-negative")
         check_torso_name(self.torso)
+        check_evaluation_average_decay(self.evaluation_average_decay)
         if self.lstm_size < 0:
             raise ConfigError(f"lstm_size must be >= 0 (0: the torso's own), got {self.lstm_size}")
         if not self.batch_size <= self.min_replay_size <= self.replay_capacity:

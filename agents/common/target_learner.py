@@ -1,5 +1,6 @@
 """What every value-based learner shares: online and target networks, Adam, clipped
-gradient steps, the periodic target copy, and the checkpointable state of all of them."""
+gradient steps, the periodic target copy, the optional average of the weights that the run
+evaluates, and the checkpointable state of all of them."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ class TargetNetworkLearner:
     embedding and RND predictor beside the Q-network, and Agent57 clips its two heads
     separately. Adam's moments are per parameter, so separate groups are separate optimisers.
     By default one group holds every parameter of `network` at config.learning_rate.
+
+    `evaluation_network` is what the run evaluates and eval_agent plays: `network` itself, or,
+    when config.evaluation_average_decay d > 0, an exponential moving average of its weights,
+    θ̄ ← d·θ̄ + (1 − d)·θ after every update (buffers copied as they are). Training actors
+    always act with `network`.
     """
 
     def __init__(
@@ -55,6 +61,20 @@ class TargetNetworkLearner:
         self.max_grad_norm = config.max_grad_norm
         self.target_update_period = config.target_update_period
         self.num_updates = 0
+        self.evaluation_decay = float(getattr(config, "evaluation_average_decay", 0.0))
+        self.evaluation_network = network
+        if self.evaluation_decay > 0.0:
+            self.evaluation_network = copy.deepcopy(network).requires_grad_(False)
+
+    @torch.no_grad()
+    def _average_evaluation_weights(self) -> None:
+        """θ̄ ← d·θ̄ + (1 − d)·θ: one fused op over every parameter, not a loop of small ones."""
+        averaged = list(self.evaluation_network.parameters())
+        torch._foreach_lerp_(averaged, list(self.network.parameters()), 1.0 - self.evaluation_decay)
+        for average, online in zip(
+            self.evaluation_network.buffers(), self.network.buffers(), strict=True
+        ):
+            average.copy_(online)
 
     def apply_gradients(self, loss: torch.Tensor, fetch: Sequence[torch.Tensor] = ()) -> float:
         """One clipped Adam step on `loss`; copies the target every period. Returns the
@@ -94,6 +114,8 @@ class TargetNetworkLearner:
                 torch.nn.utils.clip_grads_with_norm_(group["params"], self.max_grad_norm, norm)
         self.optimizer.step()
         self.num_updates += 1
+        if self.evaluation_network is not self.network:
+            self._average_evaluation_weights()
         if self.num_updates % self.target_update_period == 0:
             self.target_network.load_state_dict(self.network.state_dict())
         self.last_grad_norms = {
@@ -103,16 +125,24 @@ class TargetNetworkLearner:
         return norm_values[0]
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "network": self.network.state_dict(),
             "target_network": self.target_network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "num_updates": self.num_updates,
         }
+        if self.evaluation_network is not self.network:
+            state["evaluation_network"] = self.evaluation_network.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_module_state(self.network, state["network"], "network")
         load_module_state(self.target_network, state["target_network"], "target network")
+        if self.evaluation_network is not self.network:
+            # A checkpoint saved without the average (the setting turned on at a resume, with
+            # --allow_config_change) starts it from the online weights.
+            averaged = state.get("evaluation_network", state["network"])
+            load_module_state(self.evaluation_network, averaged, "evaluation network")
         self.optimizer.load_state_dict(state["optimizer"])
         # The saved optimiser state carries the saved learning rate and eps; a resume that
         # changes them on purpose (--allow_config_change) must get the new values.
@@ -139,6 +169,12 @@ def host_floats(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
         scalars = [v.detach().reshape(()).to(torch.float64) for v in tensors.values()]
         fetched = dict(zip(tensors, torch.stack(scalars).tolist(), strict=True))
     return {name: fetched[name] if name in fetched else float(v) for name, v in values.items()}
+
+
+def check_evaluation_average_decay(decay: float) -> None:
+    """Raises ConfigError unless 0 <= decay < 1 (0: evaluate the online weights)."""
+    if not 0.0 <= decay < 1.0:
+        raise ConfigError(f"evaluation_average_decay must be in [0, 1), got {decay}")
 
 
 def check_optimizer_name(name: str) -> None:

@@ -15,7 +15,11 @@ import torch
 
 import value_learning
 from agents.common.schedules import LinearSchedule
-from agents.common.target_learner import TargetNetworkLearner, check_optimizer_name
+from agents.common.target_learner import (
+    TargetNetworkLearner,
+    check_evaluation_average_decay,
+    check_optimizer_name,
+)
 from environments.observations import frame_layout
 from experiment.checkpoint import numpy_rng_state, restore_numpy_rng
 from experiment.errors import ConfigError, require_positive
@@ -100,10 +104,17 @@ class DqnConfig:
     network (Young & Tian 2019: conv 16, fc 128, then the outputs) for smaller multi-channel ones
     ([C, 10, 10]), an MLP for vectors. A torso that cannot take the observation stops the run at
     start."""
+    evaluation_average_decay: float = 0.0
+    """0 (the papers): the run evaluates, checkpoints for eval_agent and records the online
+    weights. d in (0, 1): it evaluates an exponential moving average of them instead, updated
+    after every learner update as avg = d·avg + (1 − d)·online (about the last 1/(1 − d)
+    updates), which smooths the noise of single weight snapshots. Acting in training is
+    unchanged. See docs/deviations.md."""
 
     def __post_init__(self) -> None:
         check_torso_name(self.torso)
         check_optimizer_name(self.optimizer)
+        check_evaluation_average_decay(self.evaluation_average_decay)
         if not 0.0 <= self.rmsprop_decay < 1.0:
             raise ConfigError(f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}")
         require_positive(

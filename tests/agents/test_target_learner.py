@@ -1,4 +1,5 @@
-"""The shared learner step: gradient clipping against torch's own, statistics fetched with it."""
+"""The shared learner step: gradient clipping against torch's own, statistics fetched with it,
+and the average of the weights that a run evaluates."""
 
 import copy
 import math
@@ -6,17 +7,27 @@ import math
 import pytest
 import torch
 
-from agents.common.target_learner import TargetNetworkLearner, host_floats
+from agents.common.target_learner import (
+    TargetNetworkLearner,
+    check_evaluation_average_decay,
+    host_floats,
+)
+from experiment.errors import ConfigError
 
 
 class _Config:
     learning_rate, adam_eps, max_grad_norm, target_update_period = 1e-2, 1e-8, 1.0, 100
+    evaluation_average_decay = 0.0
 
 
-def _learner() -> TargetNetworkLearner:
+def _learner(evaluation_average_decay: float = 0.0) -> TargetNetworkLearner:
     torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    return TargetNetworkLearner(network, None, _Config(), torch.device("cpu"))
+    network = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(), torch.nn.Linear(4, 2)
+    )
+    config = _Config()
+    config.evaluation_average_decay = evaluation_average_decay
+    return TargetNetworkLearner(network, None, config, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1e3], ids=["under the limit", "over the limit"])
@@ -61,3 +72,75 @@ def test_host_floats_gives_every_value_as_float_in_order():
     assert floats["c"] == 3.5 and floats["d"] == -2.5
     assert all(type(v) is float for v in floats.values())
     assert host_floats({"x": 1}) == {"x": 1.0}
+
+
+def _train(learner: TargetNetworkLearner, steps: int, seed: int = 1) -> list[dict]:
+    """`steps` updates on random data; the online weights after each (copies)."""
+    generator = torch.Generator().manual_seed(seed)
+    history = []
+    for _ in range(steps):
+        x = torch.randn(8, 3, generator=generator)
+        learner.apply_gradients(learner.network(x).square().mean())
+        history.append({k: v.clone() for k, v in learner.network.state_dict().items()})
+    return history
+
+
+def test_without_decay_the_run_evaluates_the_online_network():
+    learner = _learner()
+    assert learner.evaluation_network is learner.network
+    assert "evaluation_network" not in learner.state_dict()
+
+
+def test_evaluation_weights_are_the_exponential_average_of_the_online_weights():
+    decay = 0.9
+    learner = _learner(decay)
+    initial = {k: v.clone() for k, v in learner.network.state_dict().items()}
+    history = _train(learner, 5)
+    averaged = learner.evaluation_network.state_dict()
+    for name, value in averaged.items():
+        if not value.is_floating_point():
+            continue
+        if name.endswith(("running_mean", "running_var")):  # buffers: copied, not averaged
+            torch.testing.assert_close(value, history[-1][name])
+            continue
+        # avg_n = d^n·θ_0 + Σ_k (1 − d)·d^(n−k)·θ_k, written out rather than iterated
+        expected = decay**5 * initial[name] + sum(
+            (1 - decay) * decay ** (5 - k) * history[k - 1][name] for k in range(1, 6)
+        )
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(value, history[-1][name])  # it lags the online weights
+    assert not any(p.requires_grad for p in learner.evaluation_network.parameters())
+
+
+def test_the_average_resumes_exactly_from_a_checkpoint():
+    learner = _learner(0.8)
+    _train(learner, 3)
+    resumed = _learner(0.8)
+    resumed.load_state_dict(copy.deepcopy(learner.state_dict()))
+    _train(learner, 2, seed=7)
+    _train(resumed, 2, seed=7)
+    for p, q in zip(
+        learner.evaluation_network.state_dict().values(),
+        resumed.evaluation_network.state_dict().values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_a_checkpoint_without_the_average_starts_it_from_the_online_weights():
+    plain = _learner()
+    _train(plain, 3)
+    averaging = _learner(0.8)
+    averaging.load_state_dict(copy.deepcopy(plain.state_dict()))
+    for p, q in zip(
+        averaging.evaluation_network.state_dict().values(),
+        plain.network.state_dict().values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
+def test_evaluation_average_decay_outside_zero_to_one_is_refused(decay):
+    with pytest.raises(ConfigError, match="evaluation_average_decay must be in"):
+        check_evaluation_average_decay(decay)

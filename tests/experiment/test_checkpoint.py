@@ -260,3 +260,26 @@ def test_eval_agent_reads_the_config_of_a_checkpoint_that_predates_added_setting
             saved.pop(added, None)  # As written before those settings existed.
         # Each agent's own value: NGU was trained with one value network, Agent57 with two.
         assert config_from_checkpoint(config_cls, {"config": saved}) == config_cls()
+
+
+@pytest.mark.parametrize("averaged", [False, True], ids=["online weights", "averaged weights"])
+def test_eval_agent_plays_the_weights_the_run_evaluated(averaged):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from agents.dqn.agent import DqnConfig, Learner, build_network
+    from experiment.evaluate_checkpoint import network_from_checkpoint
+
+    config = DqnConfig(evaluation_average_decay=0.5 if averaged else 0.0)
+    env = SimpleNamespace(observation_shape=(4,), num_actions=2)
+    network = build_network(config, env.observation_shape, env.num_actions)
+    learner = Learner(network, None, config, torch.device("cpu"), total_updates=1)
+    learner.apply_gradients(network(torch.ones(3, 4)).square().mean())
+    state = {"config": dataclasses.asdict(config), "learner": learner.state_dict()}
+    _, loaded, _ = network_from_checkpoint(state, DqnConfig, build_network, env)
+    played = learner.evaluation_network if averaged else learner.network
+    for p, q in zip(loaded.state_dict().values(), played.state_dict().values(), strict=True):
+        torch.testing.assert_close(p.cpu(), q, rtol=0, atol=0)
+    pairs = zip(loaded.state_dict().values(), network.state_dict().values(), strict=True)
+    differs = [not torch.equal(p.cpu(), q) for p, q in pairs]
+    assert any(differs) == averaged  # the average lags the online weights after one update
