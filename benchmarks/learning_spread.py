@@ -120,12 +120,12 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         [0, 1, 2, 3, 4],
         60,
     ),
-    # The same runs evaluating an average of the online weights (--evaluation_average_decay;
-    # docs/results.md, "Deceptive tasks", cause 5).
+    # The same runs evaluating the online weights, as the keeping settings did before the
+    # averaged evaluation joined them (docs/results.md, "Deceptive tasks", cause 5).
     **{
-        f"{agent}_detour_averaged": (
+        f"{agent}_detour_online": (
             "learning_spread",
-            "keeping_evaluations_averaged",
+            "keeping_evaluations_online",
             (agent, "DeceptiveDetour-v0"),
             [0, 1, 2, 3, 4],
             seconds,
@@ -143,11 +143,11 @@ def keeping_evaluations(agent: str, task: str, seed: int) -> list[float]:
     return test_deception.keeping_run(agent, task, seed).evaluations
 
 
-def keeping_evaluations_averaged(agent: str, task: str, seed: int) -> list[float]:
-    """keeping_evaluations with the evaluated weights averaged over about 200 updates."""
+def keeping_evaluations_online(agent: str, task: str, seed: int) -> list[float]:
+    """keeping_evaluations with the online weights evaluated, not their average."""
     import test_deception
 
-    return test_deception.keeping_run(agent, task, seed, evaluation_average_decay=0.995).evaluations
+    return test_deception.keeping_run(agent, task, seed, evaluation_average_decay=0.0).evaluations
 
 
 def keeping_evaluations_with_game_over_reward(agent: str, task: str, seed: int) -> list[float]:

@@ -12,16 +12,20 @@ settings stays at the distractor in every evaluation of every seed, on three CPU
 benchmarks/learning_spread.py, run `r2d2_detour`; that half is not run here, for the suite's
 time). Each asserts issue 16's rule itself: at least KEEPS of seeds 0-4 keep the far reward.
 Both use the settings that keep what exploration finds (KEEPING: the time limit is part of the
-task, `--time_limit_is_terminal`, and discounts matched to the 22-step horizon; NGU also
-β = 0.003, Agent57 also no intrinsic reward on the step that ends a game):
+task, `--time_limit_is_terminal`, discounts matched to the 22-step horizon, and the evaluated
+weights averaged over about the last 200 updates; NGU also β = 0.003, Agent57 also no
+intrinsic reward on the step that ends a game). With these settings both agents meet the rule
+on every task of the family (`benchmarks/deceptive_sweep.py`, native path):
 
 - NGU: 4 of 5 on each of three CPU code paths (run `ngu_detour`), seed 4 never finding the
   goal. The task and the rule were fixed before NGU's β was chosen and before that spread.
-- Agent57: 5, 5 and 4 of 5 on the native, avx2 and default paths (run `agent57_detour`;
-  on the default path seed 3 drops one of its last 3 evaluations). Its test moved
-  here from the corridor (run `agent57_corridor`, without the game-over setting) by a rule
-  fixed before that spread; the corridor is only partly deceptive for R2D2, which keeps its
-  far reward with 2 of 5 seeds there.
+- Agent57: 5 of 5 on the native path, and at least 4 of 5 on the avx2 and default paths (run
+  `agent57_detour`). Its test moved here from the corridor (run `agent57_corridor`, without
+  the game-over setting) by a rule fixed before its first detour spread; the corridor is only
+  partly deceptive for R2D2, which keeps its far reward with 2 of 5 seeds there.
+
+The averaged evaluation joined both by a rule fixed before its sweep and spreads; the runs
+without it are `ngu_detour_online` and `agent57_detour_online`.
 
 docs/results.md ("Deceptive tasks") has every seed on every path, every configuration tried,
 and the tasks the settings were checked on afterwards. The whole family, every agent and
@@ -159,9 +163,12 @@ def deceptive_run(
 
 # The settings that keep the far reward: the task's time limit ends a game when learning, and
 # every discount matched to the 22-step horizon (a no-op costs (1 - γ) of the value, 5 % here,
-# which the value network resolves; at γ0 = 0.9999 it is 0.01 %). docs/results.md ("Deceptive
-# tasks") has R2D2 with the same settings too.
+# which the value network resolves; at γ0 = 0.9999 it is 0.01 %). The evaluated weights are an
+# average over about the last 200 updates: a single snapshot of j = 0 loops to the time limit
+# in about one evaluation in five between snapshots that reach the goal (cause 5).
+# docs/results.md ("Deceptive tasks") has R2D2 with the same settings too.
 TIME_LIMIT_IS_TERMINAL = True
+AVERAGED = {"evaluation_average_decay": 0.995}
 KEEPING = {
     # Agent57's intrinsic Q-network learns at once the novelty paid on the step onto the
     # distractor, the largest of a game (the episodic memory holds one state then), and every
@@ -173,7 +180,8 @@ KEEPING = {
         "gamma_min": 0.9,
         "exploit_all_sequences": True,
         "intrinsic_reward_at_game_over": False,
-    },
+    }
+    | AVERAGED,
     # NGU's one network learns every j's values together, and j = 0's follow the exploratory
     # policies' scale, which β·r^i sets: r^i is about 30 per step on these short tasks (every
     # state is new to the episodic memory), so at the paper's β = 0.3 the mixed reward is
@@ -186,8 +194,9 @@ KEEPING = {
         "gamma_min": 0.9,
         "exploit_all_sequences": True,
         "intrinsic_beta": 0.003,
-    },
-    "r2d2": {"discount": 0.95},
+    }
+    | AVERAGED,
+    "r2d2": {"discount": 0.95} | AVERAGED,
 }
 KEEPS = 4  # issue 16's rule: seeds (of 5) holding the far reward in each of the last 3 evaluations
 SEEDS = range(5)
