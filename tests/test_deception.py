@@ -19,10 +19,10 @@ on every task of the family (`benchmarks/deceptive_sweep.py`, native path):
 
 - NGU: 4 of 5 on each of three CPU code paths (run `ngu_detour`), seed 4 never finding the
   goal. The task and the rule were fixed before NGU's β was chosen and before that spread.
-- Agent57: 5 of 5 on the native path, and at least 4 of 5 on the avx2 and default paths (run
-  `agent57_detour`). Its test moved here from the corridor (run `agent57_corridor`, without
-  the game-over setting) by a rule fixed before its first detour spread; the corridor is only
-  partly deceptive for R2D2, which keeps its far reward with 2 of 5 seeds there.
+- Agent57: 5 of 5 on each of three CPU code paths (run `agent57_detour`). Its test moved
+  here from the corridor (run `agent57_corridor`, without the game-over setting) by a rule
+  fixed before its first detour spread; the corridor is only partly deceptive for R2D2, which
+  keeps its far reward with 2 of 5 seeds there.
 
 The averaged evaluation joined both by a rule fixed before its sweep and spreads; the runs
 without it are `ngu_detour_online` and `agent57_detour_online`.

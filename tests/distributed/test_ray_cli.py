@@ -93,7 +93,10 @@ def _wait_for(path: pathlib.Path, process: subprocess.Popen, log: pathlib.Path, 
 
 
 def test_ray_run_is_interrupted_cleanly_and_resume_finishes_it(tmp_path):
-    num_train_steps = 1_000
+    # Long enough that 0.5 s after the first checkpoint the run is still inside iteration 2: with
+    # 1,000 steps a fast idle machine (1,670 steps/s) finished all three iterations in that time,
+    # so the interrupt found no iteration in progress and wrote no partial checkpoint.
+    num_train_steps = 3_000
     args = [
         *TINY,
         "--environment_name=CartPole-v1",  # Evaluation games end within 200 steps.
