@@ -65,15 +65,19 @@ class TargetNetworkLearner:
         self.evaluation_network = network
         if self.evaluation_decay > 0.0:
             self.evaluation_network = copy.deepcopy(network).requires_grad_(False)
+        # Listed once: loading a checkpoint copies into these tensors, never replaces them.
+        self._averaged_parameters = list(self.evaluation_network.parameters())
+        self._online_parameters = list(network.parameters())
+        self._buffer_pairs = list(
+            zip(self.evaluation_network.buffers(), network.buffers(), strict=True)
+        )
 
     @torch.no_grad()
     def _average_evaluation_weights(self) -> None:
         """θ̄ ← d·θ̄ + (1 − d)·θ: one fused op over every parameter, not a loop of small ones."""
-        averaged = list(self.evaluation_network.parameters())
-        torch._foreach_lerp_(averaged, list(self.network.parameters()), 1.0 - self.evaluation_decay)
-        for average, online in zip(
-            self.evaluation_network.buffers(), self.network.buffers(), strict=True
-        ):
+        weight = 1.0 - self.evaluation_decay
+        torch._foreach_lerp_(self._averaged_parameters, self._online_parameters, weight)
+        for average, online in self._buffer_pairs:
             average.copy_(online)
 
     def apply_gradients(self, loss: torch.Tensor, fetch: Sequence[torch.Tensor] = ()) -> float:
