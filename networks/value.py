@@ -25,6 +25,19 @@ DEFAULT_LSTM_SIZES = {"nature": 512, "minatar": 128, "mlp": 64}
 _MINATAR_KERNEL = 3
 
 
+class LayerStack(nn.Sequential):
+    """nn.Sequential that runs its layers' `forward` directly, not through nn.Module.__call__:
+    on a MinAtar-sized network the call machinery of each small layer (hook and tracing checks)
+    costs as much as its arithmetic (docs/results.md, "Speed and memory"). Hooks registered on
+    the inner layers are therefore not run; hooks on the stack itself are. Parameter names are
+    nn.Sequential's, so checkpoints are the same."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = layer.forward(x)
+        return x
+
+
 def _as_channels(frames: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] as it is; a stack [B, S, C, H, W] -> [B, S·C, H, W]."""
     return frames.reshape(frames.shape[0], -1, *frames.shape[-2:])
@@ -44,7 +57,7 @@ class NatureConvTorso(nn.Module):
     ) -> None:
         super().__init__()
         self.input_scale = input_scale
-        self.layers = nn.Sequential(
+        self.layers = LayerStack(
             nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
             nn.ReLU(),
             nn.Conv2d(32, 64, kernel_size=4, stride=2),
@@ -71,7 +84,7 @@ class MinAtarTorso(nn.Module):
     def __init__(self, in_channels: int, height: int, width: int, hidden_size: int = 128) -> None:
         super().__init__()
         conv_cells = (height - _MINATAR_KERNEL + 1) * (width - _MINATAR_KERNEL + 1)
-        self.layers = nn.Sequential(
+        self.layers = LayerStack(
             nn.Conv2d(in_channels, 16, kernel_size=_MINATAR_KERNEL, stride=1),
             nn.ReLU(),
             nn.Flatten(),
@@ -90,7 +103,7 @@ class MlpTorso(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int = 128) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
+        self.layers = LayerStack(
             nn.Linear(input_size, hidden_size),
             nn.ReLU(),
             nn.Linear(hidden_size, hidden_size),
@@ -156,7 +169,7 @@ def _value_stream(input_size: int, hidden_size: int, outputs: int) -> nn.Module:
     """A hidden ReLU layer then a linear output layer; just the linear layer if hidden_size is 0."""
     if hidden_size == 0:
         return nn.Linear(input_size, outputs)
-    return nn.Sequential(
+    return LayerStack(
         nn.Linear(input_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, outputs)
     )
 

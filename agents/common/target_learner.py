@@ -97,7 +97,7 @@ class TargetNetworkLearner:
             [p.grad for p in group["params"] if p.grad is not None]
             for group in self.optimizer.param_groups
         ]
-        norms = [torch.nn.utils.get_total_norm(group_grads) for group_grads in grads]
+        norms = [_total_norm(group_grads) for group_grads in grads]
         # One device-to-host copy for the checks, the clipping decision and the statistics: a
         # small network's update is short enough that each extra synchronisation shows.
         loss_value, *values = torch.stack([loss.detach(), *norms, *fetch]).tolist()
@@ -116,7 +116,7 @@ class TargetNetworkLearner:
             # when it is 1: most updates of a small network then run no clipping op at all.
             if norm_value + 1e-6 > self.max_grad_norm:
                 torch.nn.utils.clip_grads_with_norm_(group["params"], self.max_grad_norm, norm)
-        self.optimizer.step()
+        step_optimizer(self.optimizer)
         self.num_updates += 1
         if self.evaluation_network is not self.network:
             self._average_evaluation_weights()
@@ -173,6 +173,88 @@ def host_floats(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
         scalars = [v.detach().reshape(()).to(torch.float64) for v in tensors.values()]
         fetched = dict(zip(tensors, torch.stack(scalars).tolist(), strict=True))
     return {name: fetched[name] if name in fetched else float(v) for name, v in values.items()}
+
+
+def step_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """optimizer.step(). A fused Adam whose state exists takes the step torch's own ends in (one
+    foreach add to the step counts, one fused kernel per group), without the per-step Python
+    work around it (profiling hooks, per-parameter state checks, grouping by device and dtype),
+    which on a MinAtar-sized network took as long as the kernel (docs/results.md). The result
+    is bitwise torch's (tests/agents/test_target_learner.py). Anything else, the first step
+    that creates the state included, goes through optimizer.step()."""
+    if not isinstance(optimizer, torch.optim.Adam):
+        return optimizer.step()
+    steps = []
+    for group in optimizer.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        states = [optimizer.state.get(p) for p in params]
+        if not (_plain_fused_adam(group) and all(states) and _one_cpu_float32(params)):
+            return optimizer.step()
+        steps.append((group, params, states))
+    for group, params, states in steps:
+        if not params:
+            continue
+        counts = [state["step"] for state in states]
+        torch._foreach_add_(counts, 1)
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(
+            params,
+            [p.grad for p in params],
+            [state["exp_avg"] for state in states],
+            [state["exp_avg_sq"] for state in states],
+            [],
+            counts,
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """torch.nn.utils.get_total_norm(grads), bitwise: the same foreach norm and norm of the
+    norms, without its grouping by device and dtype when every gradient shares one (the
+    grouping's Python work is a few percent of a small network's update)."""
+    if not grads or not _one_device_and_dtype(grads):
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+
+
+def _one_device_and_dtype(tensors: Sequence[torch.Tensor]) -> bool:
+    device, dtype = tensors[0].device, tensors[0].dtype
+    return all(t.device == device and t.dtype == dtype for t in tensors)
+
+
+def _plain_fused_adam(group: Mapping[str, Any]) -> bool:
+    """Adam's options that the lean step covers: fused, no AMSGrad, maximise, capture,
+    differentiation or decoupled weight decay, and hyperparameters that are numbers, not
+    tensors."""
+    return (
+        group["fused"] is True
+        and not any(group.get(option) for option in _OPTIONS_THE_LEAN_STEP_LACKS)
+        and not any(
+            isinstance(value, torch.Tensor)
+            for value in (group["lr"], group["eps"], group["weight_decay"], *group["betas"])
+        )
+    )
+
+
+_OPTIONS_THE_LEAN_STEP_LACKS = (
+    "amsgrad",
+    "maximize",
+    "capturable",
+    "differentiable",
+    "decoupled_weight_decay",
+)
+
+
+def _one_cpu_float32(params: Sequence[torch.Tensor]) -> bool:
+    return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params)
 
 
 def check_evaluation_average_decay(decay: float) -> None:

@@ -1,5 +1,6 @@
-"""The shared learner step: gradient clipping against torch's own, statistics fetched with it,
-and the average of the weights that a run evaluates."""
+"""The shared learner step: gradient clipping against torch's own, the lean fused Adam step
+against torch's, statistics fetched with it, and the average of the weights that a run
+evaluates."""
 
 import copy
 import math
@@ -7,10 +8,12 @@ import math
 import pytest
 import torch
 
+from agents.common import target_learner
 from agents.common.target_learner import (
     TargetNetworkLearner,
     check_evaluation_average_decay,
     host_floats,
+    step_optimizer,
 )
 from experiment.errors import ConfigError
 
@@ -144,3 +147,73 @@ def test_a_checkpoint_without_the_average_starts_it_from_the_online_weights():
 def test_evaluation_average_decay_outside_zero_to_one_is_refused(decay):
     with pytest.raises(ConfigError, match="evaluation_average_decay must be in"):
         check_evaluation_average_decay(decay)
+
+
+def _two_group_adam(network: torch.nn.Module, fused: bool = True) -> torch.optim.Adam:
+    first, last = network[0], network[-1]
+    groups = [
+        {"params": list(first.parameters()), "lr": 1e-2},
+        {"params": list(last.parameters()), "lr": 3e-3, "weight_decay": 0.01},
+    ]
+    return torch.optim.Adam(groups, eps=1.5e-4, betas=(0.8, 0.99), fused=fused)
+
+
+def _loss_of(network: torch.nn.Module, step: int) -> torch.Tensor:
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(step))
+    return network(x).square().mean()
+
+
+def test_the_lean_fused_adam_step_is_bitwise_torchs_own_and_skips_optimizer_step(monkeypatch):
+    """Two groups (own learning rates, one with weight decay), resumed from a checkpoint
+    half-way: every weight and moment equals torch's Adam.step() bit for bit."""
+    network = _learner().network
+    reference = copy.deepcopy(network)
+    optimizer, reference_optimizer = _two_group_adam(network), _two_group_adam(reference)
+    calls_of_torchs_step = []
+    for step in range(12):
+        if step == 6:  # a resume: the moments are new tensors, loaded from a state dict
+            saved = copy.deepcopy(optimizer.state_dict())
+            optimizer = _two_group_adam(network)
+            optimizer.load_state_dict(saved)
+            monkeypatch.setattr(optimizer, "step", lambda: calls_of_torchs_step.append(1))
+        for net, opt, take_step in (
+            (network, optimizer, step_optimizer),
+            (reference, reference_optimizer, torch.optim.Adam.step),
+        ):
+            opt.zero_grad(set_to_none=True)
+            _loss_of(net, step).backward()
+            take_step(opt)
+    assert calls_of_torchs_step == []  # the state existed: torch's step was never called
+    for p, q in zip(network.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)
+    trained = [
+        (p, q)
+        for g, h in zip(optimizer.param_groups, reference_optimizer.param_groups, strict=True)
+        for p, q in zip(g["params"], h["params"], strict=True)
+    ]
+    assert len(trained) == 4
+    for p, q in trained:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(optimizer.state[p][key], reference_optimizer.state[q][key])
+
+
+def test_adam_without_state_or_fusion_goes_through_torchs_step(monkeypatch):
+    for fused, warm in ((True, False), (False, True)):
+        optimizer = _two_group_adam(_learner().network, fused=fused)
+        network = optimizer.param_groups[0]["params"]
+        if warm:
+            optimizer.step()
+        calls = []
+        monkeypatch.setattr(optimizer, "step", lambda calls=calls: calls.append(1))
+        sum(p.sum() for p in network).backward()
+        step_optimizer(optimizer)
+        assert calls == [1], (fused, warm)
+
+
+def test_the_total_gradient_norm_is_bitwise_torchs_get_total_norm():
+    torch.manual_seed(0)
+    grads = [torch.randn(128, 400), torch.randn(128), torch.randn(3, 128) * 1e3]
+    expected = torch.nn.utils.get_total_norm(grads)
+    assert torch.equal(target_learner._total_norm(grads), expected)
+    mixed = [grads[0], grads[1].double()]  # two dtypes: torch's own grouping
+    assert torch.equal(target_learner._total_norm(mixed), torch.nn.utils.get_total_norm(mixed))

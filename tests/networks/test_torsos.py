@@ -20,6 +20,7 @@ from experiment.errors import ConfigError
 from networks.intrinsic import EmbeddingNetwork, RndNetworks
 from networks.recurrent import recurrent_network_for
 from networks.value import (
+    LayerStack,
     MinAtarTorso,
     MlpTorso,
     NatureConvTorso,
@@ -171,3 +172,24 @@ def test_rnd_sees_the_whole_multi_channel_frame_and_the_newest_atari_screen():
     torch.testing.assert_close(atari.frame(screens), screens[:, -1:].float())
     embedding = EmbeddingNetwork(MINATAR, 3)
     assert embedding(planes).shape == (3, 32)
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_the_layer_stacks_compute_and_name_parameters_as_nn_sequential(dueling):
+    """The small networks run their layers without nn.Module.__call__ (speed): same outputs
+    and gradients as nn.Sequential's, and the same parameter names, so checkpoints load."""
+    torch.manual_seed(0)
+    network = q_network_for(MINATAR, 3, dueling=dueling)
+    assert "torso.layers.3.weight" in network.state_dict()  # nn.Sequential's numbering
+    sequential = q_network_for(MINATAR, 3, dueling=dueling)
+    for module in sequential.modules():
+        if isinstance(module, LayerStack):
+            module.forward = nn.Sequential.forward.__get__(module)
+    sequential.load_state_dict(network.state_dict())
+    planes = torch.rand(5, *MINATAR) < 0.3
+    ours, theirs = network(planes), sequential(planes)
+    assert torch.equal(ours, theirs)
+    ours.square().sum().backward()
+    theirs.square().sum().backward()
+    for p, q in zip(network.parameters(), sequential.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad)
