@@ -52,6 +52,7 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = [
+    "DECEPTIVE_DETOURS",
     "DECEPTIVE_TASKS",
     "OBSERVATION_KINDS",
     "SparseGridRoom",
@@ -153,12 +154,15 @@ def deceptive_room(size: int = 9, **kwargs: Any) -> SparseGridRoom:
     return _deceptive(size, goal=(size - 1, size - 1), walls=(), distractor=(0, 1), **kwargs)
 
 
-def deceptive_detour(size: int = 7, **kwargs: Any) -> SparseGridRoom:
-    """A wall along row 1 from column 1 to one short of the right wall; the distractor at
-    (1, 0), just below the start, and the goal right below it at (2, 0): the far reward is
-    reached by walking the top row, through the gap, and back below the wall."""
-    walls = [(1, c) for c in range(1, size - 1)]
-    return _deceptive(size, goal=(2, 0), walls=walls, distractor=(1, 0), **kwargs)
+def deceptive_detour(size: int = 7, wall_row: int = 1, **kwargs: Any) -> SparseGridRoom:
+    """A wall along row `wall_row` from column 1 to one short of the right wall; the
+    distractor at (1, 0), just below the start, and the goal right below the wall's left end at
+    (wall_row + 1, 0): the far reward is reached by walking right above the wall, through the
+    gap, and back below it."""
+    if not 1 <= wall_row <= size - 2:
+        raise ValueError(f"a {size}x{size} detour needs 1 <= wall_row <= {size - 2}: {wall_row}")
+    walls = [(wall_row, c) for c in range(1, size - 1)]
+    return _deceptive(size, goal=(wall_row + 1, 0), walls=walls, distractor=(1, 0), **kwargs)
 
 
 def _deceptive(size: int, goal, walls, distractor, horizon: int | None = None, **kwargs: Any):
@@ -179,6 +183,17 @@ DECEPTIVE_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "DeceptiveRoom-v0": ("deceptive_room", {}),
     "DeceptiveRoomCoordinates-v0": ("deceptive_room", {"observation": "coordinates"}),
     "DeceptiveDetour-v0": ("deceptive_detour", {}),
+}
+
+# A declared extension (2026-12-04), fixed before any agent ran on it and after the family
+# above had shown that its detour is the task that deceives R2D2 on every seed: detours of other
+# lengths (12 and 16 steps), another layout (two rows above the wall) and the coordinate
+# encoding. docs/results.md ("Deceptive tasks") has the declaration and every seed.
+DECEPTIVE_DETOURS: dict[str, tuple[str, dict[str, Any]]] = {
+    "DeceptiveDetourShort-v0": ("deceptive_detour", {"size": 6}),
+    "DeceptiveDetourLong-v0": ("deceptive_detour", {"size": 8}),
+    "DeceptiveDetourCoordinates-v0": ("deceptive_detour", {"observation": "coordinates"}),
+    "DeceptiveDetourTwoRows-v0": ("deceptive_detour", {"wall_row": 2}),
 }
 
 
@@ -388,7 +403,7 @@ def _register() -> None:
             gym.register(id=env_id, entry_point="toy_envs:SparseGridRoom", kwargs=kwargs)
     if "SparseGridRoomDetour-v0" not in gym.registry:
         gym.register(id="SparseGridRoomDetour-v0", entry_point="toy_envs:detour_room")
-    for env_id, (builder, kwargs) in DECEPTIVE_TASKS.items():
+    for env_id, (builder, kwargs) in (DECEPTIVE_TASKS | DECEPTIVE_DETOURS).items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=f"toy_envs:{builder}", kwargs=kwargs)
 

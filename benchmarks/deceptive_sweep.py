@@ -3,7 +3,7 @@
     python benchmarks/deceptive_sweep.py [--agents ngu agent57 r2d2] [--tasks ...]
         [--seeds 0 1 2 3 4] [--set exploit_all_sequences=True] [--jobs 2]
 
-        [--time_limit_is_terminal] [--iterations 6]
+        [--time_limit_is_terminal] [--keeping] [--iterations 6]
 
 The runs are tests/test_deception.py's (its docstring has the tasks, budget, evaluation and
 what "holds" and "keeps" mean), for any agent, task, seed and setting.
@@ -29,6 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from test_deception import (  # noqa: E402  (the test's runs, any agent and task)
     BUDGET,
     ITERATIONS,
+    KEEPING,
     deceptive_run,
 )
 from worker_pool import orphan_free_pool  # noqa: E402  (workers die with the sweep)
@@ -87,6 +88,12 @@ def main() -> None:
         help="config overrides for every agent, e.g. exploit_all_sequences=True gamma_0=0.99",
     )
     parser.add_argument(
+        "--keeping",
+        action="store_true",
+        help="each agent with its settings that keep the far reward (tests/test_deception.py's "
+        "KEEPING; implies --time_limit_is_terminal); --set changes them",
+    )
+    parser.add_argument(
         "--time_limit_is_terminal",
         action="store_true",
         help="the task's horizon ends a game like a game over when learning (no bootstrap)",
@@ -105,8 +112,12 @@ def main() -> None:
             f"--iterations must be at least 3 (the rule reads the last 3), got {args.iterations}"
         )
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+
+    def settings(agent: str) -> dict:
+        return (KEEPING[agent] if args.keeping else {}) | overrides
+
     jobs = [
-        (a, t, s, overrides, args.time_limit_is_terminal, args.iterations)
+        (a, t, s, settings(a), args.time_limit_is_terminal or args.keeping, args.iterations)
         for t in args.tasks
         for a in args.agents
         for s in args.seeds

@@ -337,7 +337,9 @@ def test_the_distractor_ends_the_game_with_its_small_reward_and_the_goal_with_on
     assert _walk(env, [UP] * env.horizon)[-1] == ((0, 0), 0.0, False, True)  # Truncated.
 
 
-@pytest.mark.parametrize("env_id", sorted(toy_envs.DECEPTIVE_TASKS))
+@pytest.mark.parametrize(
+    "env_id", sorted(toy_envs.DECEPTIVE_TASKS) + sorted(toy_envs.DECEPTIVE_DETOURS)
+)
 def test_every_deceptive_task_has_its_distractor_next_to_the_start_and_a_far_goal(env_id):
     env = gym.make(f"toy_envs:{env_id}").unwrapped
     distractor, goal = env.distractor, tuple(int(g) for g in env.goal)
@@ -345,6 +347,29 @@ def test_every_deceptive_task_has_its_distractor_next_to_the_start_and_a_far_goa
     path = toy_envs.shortest_path_length(env.size, goal, [*env.walls, distractor])
     assert 11 <= path <= 16 and env.horizon == 2 * path
     assert (env.distractor_reward, env.goal_reward) == (0.1, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "path"),
+    [
+        ("DeceptiveDetour-v0", 14),
+        ("DeceptiveDetourShort-v0", 12),
+        ("DeceptiveDetourLong-v0", 16),
+        ("DeceptiveDetourCoordinates-v0", 14),
+        ("DeceptiveDetourTwoRows-v0", 15),
+    ],
+)
+def test_the_detours_goal_lies_below_the_walls_left_end_behind_the_distractor(env_id, path):
+    env = gym.make(f"toy_envs:{env_id}").unwrapped
+    (wall_row,) = {row for row, _ in env.walls}
+    assert tuple(env.goal) == (wall_row + 1, 0) and env.distractor == (1, 0)
+    assert sorted(column for _, column in env.walls) == list(range(1, env.size - 1))
+    assert toy_envs.shortest_path_length(env.size, env.goal, [*env.walls, env.distractor]) == path
+
+
+def test_a_detour_wall_must_leave_a_row_above_and_below_it():
+    with pytest.raises(ValueError, match="wall_row"):
+        toy_envs.deceptive_detour(size=7, wall_row=6)
 
 
 def test_random_walk_probability_counts_the_distractor_as_a_game_end():
