@@ -6,7 +6,9 @@
         [--time_limit_is_terminal] [--keeping] [--iterations 6]
 
 The runs are tests/test_deception.py's (its docstring has the tasks, budget, evaluation and
-what "holds" and "keeps" mean), for any agent, task, seed and setting.
+what "holds" and "keeps" mean), for any agent, task, seed and setting. The tasks are the family
+(toy_envs.DECEPTIVE_TASKS) and the four detours declared after it (DECEPTIVE_DETOURS);
+`--keeping` runs each agent with the suite's settings.
 
 Issue 16's goal: NGU and Agent57 hold the far reward in each of the last 3 evaluations with at
 least 4 of 5 seeds, and R2D2 with the same budget does not. Tasks, budget, seeds and thresholds
@@ -79,7 +81,12 @@ def _value(text: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", nargs="+", default=["ngu", "agent57", "r2d2"])
-    parser.add_argument("--tasks", nargs="+", default=sorted(toy_envs.DECEPTIVE_TASKS))
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=sorted(toy_envs.DECEPTIVE_TASKS) + sorted(toy_envs.DECEPTIVE_DETOURS),
+        help="task ids: the family and its declared detours by default",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument(
         "--set",

@@ -28,7 +28,9 @@ The averaged evaluation joined both by a rule fixed before its sweep and spreads
 without it are `ngu_detour_online` and `agent57_detour_online`.
 
 docs/results.md ("Deceptive tasks") has every seed on every path, every configuration tried,
-and the tasks the settings were checked on afterwards. The whole family, every agent and
+the tasks the settings were checked on afterwards, and four detours declared after the family
+(toy_envs.DECEPTIVE_DETOURS; R2D2 stays at the distractor on all of them, Agent57 keeps the
+goal on all four, NGU on three). The whole family, every agent and
 ablations: `python benchmarks/deceptive_sweep.py`.
 """
 
