@@ -183,13 +183,15 @@ def step_optimizer(optimizer: torch.optim.Optimizer) -> None:
     is bitwise torch's (tests/agents/test_target_learner.py). Anything else, the first step
     that creates the state included, goes through optimizer.step()."""
     if not isinstance(optimizer, torch.optim.Adam):
-        return optimizer.step()
+        optimizer.step()
+        return
     steps = []
     for group in optimizer.param_groups:
         params = [p for p in group["params"] if p.grad is not None]
         states = [optimizer.state.get(p) for p in params]
         if not (_plain_fused_adam(group) and all(states) and _one_cpu_float32(params)):
-            return optimizer.step()
+            optimizer.step()
+            return
         steps.append((group, params, states))
     for group, params, states in steps:
         if not params:
