@@ -13,7 +13,7 @@ from torch import nn
 
 from environments.observations import frame_layout
 from exploration.novelty import RunningMeanStd, lifelong_multiplier
-from networks.value import choose_torso, make_torso
+from networks.value import LayerStack, choose_torso, make_torso
 
 
 def _torso(
@@ -39,7 +39,7 @@ class EmbeddingNetwork(nn.Module):
         super().__init__()
         self.torso = _torso(observation_shape, torso)
         self.embed = nn.Linear(self.torso.output_size, embedding_size)
-        self.inverse_dynamics = nn.Sequential(
+        self.inverse_dynamics = LayerStack(
             nn.Linear(2 * embedding_size, hidden_size),
             nn.ReLU(),
             nn.Linear(hidden_size, num_actions),
@@ -84,7 +84,7 @@ class RndNetworks(nn.Module):
     @staticmethod
     def _network(input_shape: tuple[int, ...], output_size: int, torso: str) -> nn.Module:
         torso = _torso(input_shape, torso, input_scale=1.0)  # inputs arrive normalised
-        return nn.Sequential(torso, nn.Linear(torso.output_size, output_size))
+        return LayerStack(torso, nn.Linear(torso.output_size, output_size))
 
     def frame(self, observation: torch.Tensor) -> torch.Tensor:
         """[B, *observation_shape] -> [B, *input_shape] float: the newest frame of a stack, or
