@@ -8,29 +8,18 @@ evaluates and records; R2D2: its greedy policy) plays EVAL_GAMES games at ε = E
 the games on the goal) and "keeps" it when it holds it in each of the last 3 evaluations.
 
 Two tests, on the detour, the family's task that deceives R2D2 (R2D2 with the same budget and
-settings stays at the distractor in every evaluation of every seed, on three CPU code paths:
-benchmarks/learning_spread.py, run `r2d2_detour`; that half is not run here, for the suite's
-time). Each asserts issue 16's rule itself: at least KEEPS of seeds 0-4 keep the far reward.
-Both use the settings that keep what exploration finds (KEEPING: the time limit is part of the
-task, `--time_limit_is_terminal`, discounts matched to the 22-step horizon, and the evaluated
-weights averaged over about the last 200 updates; NGU also β = 0.003, Agent57 also no
-intrinsic reward on the step that ends a game). With these settings both agents meet the rule
-on every task of the family (`benchmarks/deceptive_sweep.py`, native path):
+settings stays at the distractor; benchmarks/learning_spread.py, run `r2d2_detour`; that half
+is not run here, for the suite's time). Each asserts issue 16's rule itself: at least KEEPS of
+seeds 0-4 keep the far reward. Both use the settings that keep what exploration finds
+(KEEPING: the time limit is part of the task, `--time_limit_is_terminal`, discounts matched to
+the 22-step horizon, the evaluated weights averaged over about the last 200 updates, and no
+intrinsic reward on the step that ends a game; NGU also β = 0.003). Each setting joined by a
+rule fixed before its runs.
 
-- NGU: 4 of 5 on each of three CPU code paths (run `ngu_detour`), seed 4 never finding the
-  goal. The task and the rule were fixed before NGU's β was chosen and before that spread.
-- Agent57: 5 of 5 on each of three CPU code paths (run `agent57_detour`). Its test moved
-  here from the corridor (run `agent57_corridor`, without the game-over setting) by a rule
-  fixed before its first detour spread; the corridor is only partly deceptive for R2D2, which
-  keeps its far reward with 2 of 5 seeds there.
-
-The averaged evaluation joined both by a rule fixed before its sweep and spreads; the runs
-without it are `ngu_detour_online` and `agent57_detour_online`.
-
-docs/results.md ("Deceptive tasks") has every seed on every path, every configuration tried,
-the tasks the settings were checked on afterwards, and four detours declared after the family
-(toy_envs.DECEPTIVE_DETOURS; R2D2 stays at the distractor on all of them, Agent57 keeps the
-goal on all four, NGU on three). The whole family, every agent and
+docs/results.md ("Deceptive tasks") has every seed of these runs on three CPU code paths
+(runs `ngu_detour` and `agent57_detour`; without the averaged evaluation `*_detour_online`),
+every configuration tried, the family and four detours declared after it
+(toy_envs.DECEPTIVE_DETOURS), and held-out seeds. The whole family, every agent and
 ablations: `python benchmarks/deceptive_sweep.py`.
 """
 
@@ -190,12 +179,15 @@ KEEPING = {
     # almost all intrinsic and j = 0's values sit near 3 where no return above 1 exists. At
     # β = 0.003 they stay on the extrinsic scale while β·r^i (about 0.09 a step) still pays
     # more than the distractor. β was chosen between 0.03 and 0.003 on the whole family by a
-    # rule fixed beforehand (docs/results.md, "NGU's β on short tasks").
+    # rule fixed beforehand (docs/results.md, "NGU's β on short tasks"). Cause 8 holds for NGU
+    # too: with r^i paid on the step onto the distractor, its explorers end their games there
+    # and find a 16-step detour late (docs/results.md, "NGU without r^i on a game-ending step").
     "ngu": {
         "gamma_max": 0.95,
         "gamma_min": 0.9,
         "exploit_all_sequences": True,
         "intrinsic_beta": 0.003,
+        "intrinsic_reward_at_game_over": False,
     }
     | AVERAGED,
     "r2d2": {"discount": 0.95} | AVERAGED,
