@@ -120,8 +120,8 @@ RUNS: dict[str, tuple[str, str, tuple, list[int], float]] = {
         [0, 1, 2, 3, 4],
         60,
     ),
-    # The same runs evaluating the online weights, as the keeping settings did before the
-    # averaged evaluation joined them (docs/results.md, "Deceptive tasks", cause 5).
+    # The same runs evaluating the online weights instead of their average (docs/results.md,
+    # "Deceptive tasks", cause 5); every other keeping setting as it is now.
     **{
         f"{agent}_detour_online": (
             "learning_spread",
